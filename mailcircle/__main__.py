@@ -1,0 +1,3 @@
+from mailcircle.cli import main
+
+main()

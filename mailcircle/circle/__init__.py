@@ -1,0 +1,1 @@
+"""The circle's domain: circles, members, submissions (and, later, rounds and critiques)."""

@@ -1,0 +1,101 @@
+"""Circles: a name and an address that takes drafts."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from mailcircle import addresses
+from mailcircle.clock import Clock, iso
+from mailcircle.db import transaction
+from mailcircle.errors import AlreadyExists, MailcircleError, NotFound
+
+_LOCAL_PART = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Circle:
+    id: int
+    address: str
+    name: str
+    settings: dict[str, Any]
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+    @property
+    def list_id(self) -> str:
+        """RFC 2919 List-Id: poets@example.org -> poets.example.org."""
+        return self.address.replace("@", ".")
+
+    def action_address(self, action: str, token: str = "") -> str:
+        return addresses.with_action(self.address, action, token)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Circle:
+        return cls(
+            id=row["id"],
+            address=row["address"],
+            name=row["name"],
+            settings=json.loads(row["settings"] or "{}"),
+        )
+
+
+def validate_address(address: str) -> str:
+    address = addresses.normalize(address)
+    local, at, domain = address.rpartition("@")
+    if not at or not _LOCAL_PART.match(local) or "." not in domain.strip(".") and domain != "localhost":
+        raise MailcircleError(
+            f"{address!r} is not a usable circle address; give one like poets@example.org"
+        )
+    if addresses.SEPARATOR in local:
+        raise MailcircleError(
+            f"a circle address cannot contain '{addresses.SEPARATOR}': "
+            "it separates the circle from commands (poets+help@...)"
+        )
+    return address
+
+
+def create(db: Database, clock: Clock, address: str, name: str) -> Circle:
+    address = validate_address(address)
+    name = name.strip()
+    if not name:
+        raise MailcircleError("a circle needs a name, for example --name Poets")
+    with transaction(db):
+        if db.execute("SELECT 1 FROM circles WHERE address = ?", [address]).fetchone():
+            raise AlreadyExists(f"there is already a circle at {address}")
+        row_id = db["circles"].insert(
+            {"address": address, "name": name, "settings": "{}", "created_at": iso(clock.now())}
+        ).last_pk
+    return get(db, address, row_id=row_id)
+
+
+def get(db: Database, address: str, *, row_id: int | None = None) -> Circle:
+    """The circle at ``address`` (any +suffix allowed); NotFound names what was asked."""
+    if row_id is not None:
+        rows = list(db.query("SELECT * FROM circles WHERE id = ?", [row_id]))
+    else:
+        parsed = addresses.parse(address)
+        base = parsed.base if parsed else addresses.normalize(address)
+        rows = list(db.query("SELECT * FROM circles WHERE address = ?", [base]))
+    if not rows:
+        raise NotFound(f"no circle at {address} (see `mailcircle circle list`)")
+    return Circle.from_row(rows[0])
+
+
+def find(db: Database, address: str) -> Circle | None:
+    """The circle an address belongs to, or None: the check made at RCPT time."""
+    parsed = addresses.parse(address)
+    if parsed is None:
+        return None
+    rows = list(db.query("SELECT * FROM circles WHERE address = ?", [parsed.base]))
+    return Circle.from_row(rows[0]) if rows else None
+
+
+def all_circles(db: Database) -> list[Circle]:
+    return [Circle.from_row(row) for row in db.query("SELECT * FROM circles ORDER BY address")]

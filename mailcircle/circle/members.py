@@ -1,0 +1,95 @@
+"""Members of a circle: who may submit drafts and who reviews them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from mailcircle import addresses
+from mailcircle.circle.circles import Circle
+from mailcircle.clock import Clock, iso
+from mailcircle.db import transaction
+from mailcircle.errors import AlreadyExists, MailcircleError, NotFound
+
+ACTIVE = "active"
+LEFT = "left"
+
+
+@dataclass(frozen=True)
+class Member:
+    id: int
+    circle_id: int
+    email: str
+    name: str
+    status: str
+
+    @property
+    def greeting_name(self) -> str:
+        """What to call them in a mail: their name, else the part of the address before @."""
+        return self.name or self.email.partition("@")[0]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Member:
+        return cls(row["id"], row["circle_id"], row["email"], row["name"], row["status"])
+
+
+def _valid_email(email: str) -> str:
+    email = addresses.normalize(email)
+    local, at, domain = email.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() for c in email):
+        raise MailcircleError(f"{email!r} is not an email address")
+    return email
+
+
+def add(db: Database, clock: Clock, circle: Circle, email: str, name: str = "") -> Member:
+    email = _valid_email(email)
+    with transaction(db):
+        existing = find(db, circle, email, include_left=True)
+        if existing and existing.status != LEFT:
+            raise AlreadyExists(f"{email} is already a member of {circle.address}")
+        values = {
+            "circle_id": circle.id,
+            "email": email,
+            "name": name.strip(),
+            "status": ACTIVE,
+            "joined_at": iso(clock.now()),
+            "left_at": None,
+        }
+        if existing:  # someone who left and comes back keeps their history
+            db["members"].update(existing.id, values)
+        else:
+            db["members"].insert(values)
+    member = find(db, circle, email)
+    assert member is not None
+    return member
+
+
+def remove(db: Database, clock: Clock, circle: Circle, email: str) -> Member:
+    """Mark a member as left. Their drafts and critiques stay; they get no more mail."""
+    email = addresses.normalize(email)
+    with transaction(db):
+        member = find(db, circle, email)
+        if member is None:
+            raise NotFound(f"{email} is not a member of {circle.address}")
+        db["members"].update(member.id, {"status": LEFT, "left_at": iso(clock.now())})
+    return member
+
+
+def find(db: Database, circle: Circle, email: str, *, include_left: bool = False) -> Member | None:
+    sql = "SELECT * FROM members WHERE circle_id = ? AND email = ?"
+    if not include_left:
+        sql += f" AND status != '{LEFT}'"
+    rows = list(db.query(sql, [circle.id, addresses.normalize(email)]))
+    return Member.from_row(rows[0]) if rows else None
+
+
+def list_members(db: Database, circle: Circle) -> list[Member]:
+    return [
+        Member.from_row(row)
+        for row in db.query(
+            f"SELECT * FROM members WHERE circle_id = ? AND status != '{LEFT}' ORDER BY email",
+            [circle.id],
+        )
+    ]

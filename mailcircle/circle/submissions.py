@@ -1,0 +1,102 @@
+"""Submissions: a member's draft, queued for the next round."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlite_utils import Database
+
+from mailcircle.clock import iso
+
+QUEUED = "queued"
+UNTITLED = "(untitled)"
+
+_ASK = re.compile(r"^\s*ask\s*:\s*(.*)$", re.I)
+_REPLY_PREFIX = re.compile(r"^\s*((re|fwd?|aw|sv|tr)\s*:\s*)+", re.I)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What a draft mail says, before it is stored: pure, from the mail's text alone."""
+
+    title: str
+    body: str
+    asks: str
+    word_count: int
+
+
+def read_draft(subject: str, text: str) -> Draft:
+    """Title from the subject, an optional leading ``Ask:`` line, and the body as written.
+
+    The body keeps every line break, blank line and indent; only trailing blank lines and
+    the whitespace at the very end of lines are dropped.
+    """
+    title = _REPLY_PREFIX.sub("", subject).strip() or UNTITLED
+    lines = [line.rstrip() for line in text.split("\n")]
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    asks = ""
+    if lines and (match := _ASK.match(lines[0])):
+        asks = match.group(1).strip()
+        lines.pop(0)
+        while lines and not lines[0].strip():
+            lines.pop(0)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    body = "\n".join(lines)
+    return Draft(title=title, body=body, asks=asks, word_count=len(body.split()))
+
+
+def create(
+    db: Database,
+    *,
+    circle_id: int,
+    member_id: int,
+    spool_id: int,
+    message_id: str,
+    thread: tuple[str, ...],
+    draft: Draft,
+    now: datetime,
+) -> int:
+    """Store a draft in the queue. Call inside the transaction that answers its mail."""
+    return int(
+        db["submissions"]
+        .insert(
+            {
+                "circle_id": circle_id,
+                "member_id": member_id,
+                "spool_id": spool_id,
+                "message_id": message_id,
+                "thread": " ".join(thread),
+                "title": draft.title,
+                "body": draft.body,
+                "asks": draft.asks,
+                "word_count": draft.word_count,
+                "status": QUEUED,
+                "submitted_at": iso(now),
+            }
+        )
+        .last_pk
+    )
+
+
+def find_by_message_id(db: Database, circle_id: int, message_id: str) -> dict[str, Any] | None:
+    rows = list(
+        db.query(
+            "SELECT * FROM submissions WHERE circle_id = ? AND message_id = ?",
+            [circle_id, message_id],
+        )
+    )
+    return rows[0] if rows else None
+
+
+def queue_position(db: Database, circle_id: int, submission_id: int) -> int:
+    """1 for the oldest queued draft of the circle, and so on."""
+    row = db.execute(
+        "SELECT COUNT(*) FROM submissions WHERE circle_id = ? AND status = ? AND id <= ?",
+        [circle_id, QUEUED, submission_id],
+    ).fetchone()
+    return int(row[0])

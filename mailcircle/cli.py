@@ -1,0 +1,337 @@
+"""The moderator's command line: `mailcircle --help`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlite_utils import Database
+
+from mailcircle import __version__, config
+from mailcircle import db as database
+from mailcircle.circle import circles, members
+from mailcircle.clock import SystemClock
+from mailcircle.errors import MailcircleError
+from mailcircle.inbound import spool
+from mailcircle.outbound import outbox
+
+SAMPLE_CIRCLE = "poets@localhost"
+SAMPLE_MEMBER = "you@localhost"
+
+
+class _Group(click.Group):
+    """Turns every MailcircleError into click's one-line `Error: ...` and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MailcircleError as err:
+            raise click.ClickException(str(err)) from None
+
+
+class _State:
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._settings: config.Settings | None = None
+        self._db: Database | None = None
+        self.clock = SystemClock()
+
+    @property
+    def settings(self) -> config.Settings:
+        if self._settings is None:
+            self._settings = config.load(self.config_path)
+        return self._settings
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = database.connect(self.settings.database)
+        return self._db
+
+
+pass_state = click.make_pass_decorator(_State)
+
+
+def _table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
+    rows = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    for line in [list(headers), *rows]:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    envvar=config.ENV_VAR,
+    type=click.Path(dir_okay=False),
+    help=f"Settings file (TOML). Default: ${config.ENV_VAR}, else built-in defaults.",
+)
+@click.version_option(__version__, prog_name="mailcircle")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """mailcircle: a writing circle that runs entirely by email.
+
+    Writers mail drafts to the circle's address; mailcircle stores each one, acknowledges
+    it, and (in later versions) hands it to fellow members to critique. Start with
+    `mailcircle init`, `mailcircle circle create`, `mailcircle members add`, then
+    `mailcircle serve`.
+    """
+    ctx.obj = _State(config_path)
+
+
+@main.command()
+@click.option("--force", is_flag=True, help="Overwrite an existing settings file.")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+@pass_state
+def init(state: _State, path: str | None, force: bool) -> None:
+    """Write a commented settings file (default: ./mailcircle.toml, or --config).
+
+    Every key in it is optional and shown at its default. Point mailcircle at it with
+    --config PATH or MAILCIRCLE_CONFIG=PATH.
+    """
+    target = Path(path or state.config_path or "mailcircle.toml")
+    if target.exists() and not force:
+        raise MailcircleError(f"{target} already exists; use --force to overwrite it")
+    target.write_text(config.sample_file(), encoding="utf-8")
+    click.echo(f"Wrote {target}. Edit it, then run: mailcircle --config {target} serve")
+
+
+# --- circles ------------------------------------------------------------------------------
+
+
+@main.group(cls=_Group)
+def circle() -> None:
+    """Create and list circles."""
+
+
+@circle.command("create")
+@click.argument("address")
+@click.option("--name", required=True, help="The circle's name, shown in every mail (Poets).")
+@pass_state
+def circle_create(state: _State, address: str, name: str) -> None:
+    """Create a circle that takes drafts at ADDRESS (e.g. poets@example.org)."""
+    created = circles.create(state.db, state.clock, address, name)
+    click.echo(f"Created circle {created.name} at {created.address}.")
+
+
+@circle.command("list")
+@pass_state
+def circle_list(state: _State) -> None:
+    """List every circle with its member count."""
+    counts = dict(
+        state.db.execute(
+            "SELECT circle_id, COUNT(*) FROM members WHERE status != 'left' GROUP BY circle_id"
+        ).fetchall()
+    )
+    found = circles.all_circles(state.db)
+    if not found:
+        click.echo("No circles yet. Create one: mailcircle circle create ADDRESS --name NAME")
+        return
+    _table(((c.address, c.name, counts.get(c.id, 0)) for c in found), ("ADDRESS", "NAME", "MEMBERS"))
+
+
+# --- members ------------------------------------------------------------------------------
+
+
+@main.group(cls=_Group, name="members")
+def members_group() -> None:
+    """Add, list and remove a circle's members."""
+
+
+@members_group.command("add")
+@click.argument("circle_address", metavar="CIRCLE")
+@click.argument("email")
+@click.option("--name", default="", help="The member's name, used to greet them.")
+@pass_state
+def members_add(state: _State, circle_address: str, email: str, name: str) -> None:
+    """Make EMAIL a member of CIRCLE (the circle's address)."""
+    found = circles.get(state.db, circle_address)
+    member = members.add(state.db, state.clock, found, email, name)
+    click.echo(f"Added {member.email} to {found.name}.")
+
+
+@members_group.command("list")
+@click.argument("circle_address", metavar="CIRCLE")
+@pass_state
+def members_list(state: _State, circle_address: str) -> None:
+    """List the members of CIRCLE."""
+    found = circles.get(state.db, circle_address)
+    rows = members.list_members(state.db, found)
+    if not rows:
+        click.echo(f"{found.name} has no members yet. Add one: mailcircle members add "
+                   f"{found.address} EMAIL")
+        return
+    _table(((m.email, m.name, m.status) for m in rows), ("EMAIL", "NAME", "STATUS"))
+
+
+@members_group.command("remove")
+@click.argument("circle_address", metavar="CIRCLE")
+@click.argument("email")
+@pass_state
+def members_remove(state: _State, circle_address: str, email: str) -> None:
+    """Remove EMAIL from CIRCLE. Their drafts and critiques are kept."""
+    found = circles.get(state.db, circle_address)
+    member = members.remove(state.db, state.clock, found, email)
+    click.echo(f"Removed {member.email} from {found.name}.")
+
+
+# --- inbox and outbox ---------------------------------------------------------------------
+
+
+@main.group(cls=_Group)
+def inbox() -> None:
+    """Inbound mail: what arrived and what became of it."""
+
+
+@inbox.command("list")
+@click.option("--status", type=click.Choice(spool.STATUSES), help="Only mail with this status.")
+@click.option("--limit", default=100, show_default=True, help="Show at most this many.")
+@pass_state
+def inbox_list(state: _State, status: str | None, limit: int) -> None:
+    """List inbound mail, newest first, with what became of each."""
+    rows = spool.listing(state.db, status, limit)
+    if not rows:
+        click.echo("No inbound mail" + (f" with status {status}." if status else " yet."))
+        return
+    _table(
+        ((r["id"], r["received_at"], r["status"], r["mail_from"] or "<>", r["rcpt_to"],
+          r["outcome"][:70]) for r in rows),
+        ("ID", "RECEIVED", "STATUS", "FROM", "TO", "OUTCOME"),
+    )
+
+
+@inbox.command("show")
+@click.argument("spool_id", metavar="ID", type=int)
+@click.option("--raw", is_flag=True, help="Print the message exactly as it arrived.")
+@pass_state
+def inbox_show(state: _State, spool_id: int, raw: bool) -> None:
+    """Show one inbound mail: envelope, status, outcome, error and its headers."""
+    mail = spool.get(state.db, spool_id)
+    if raw:
+        sys.stdout.buffer.write(mail.raw)
+        return
+    for label, value in (
+        ("ID", mail.id), ("Received", mail.received_at), ("Source", f"{mail.source} {mail.peer}"),
+        ("Envelope from", mail.mail_from or "<>"), ("Envelope to", mail.rcpt_to),
+        ("Message-ID", mail.message_id or "(none)"), ("Size", f"{mail.size} bytes"),
+        ("Status", mail.status), ("Outcome", mail.outcome or "(not processed yet)"),
+        ("Processed", mail.processed_at or ""), ("Attempts", mail.attempts),
+    ):
+        click.echo(f"{label + ':':15}{value}")
+    if mail.error:
+        click.echo("\nError:\n" + mail.error.rstrip())
+    head = mail.raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    click.echo("\nHeaders:\n" + head.decode("utf-8", "replace").rstrip())
+
+
+@inbox.command("retry")
+@click.argument("spool_id", metavar="ID", type=int)
+@pass_state
+def inbox_retry(state: _State, spool_id: int) -> None:
+    """Process a failed, held or unhandled mail again (the running service picks it up)."""
+    mail = spool.retry(state.db, spool_id)
+    click.echo(f"Inbound #{mail.id} is queued to be processed again.")
+
+
+@main.group(cls=_Group, name="outbox")
+def outbox_group() -> None:
+    """Outgoing mail: queued, sent and failed."""
+
+
+@outbox_group.command("list")
+@click.option("--status", type=click.Choice([outbox.QUEUED, outbox.SENT, outbox.FAILED]))
+@click.option("--limit", default=100, show_default=True, help="Show at most this many.")
+@pass_state
+def outbox_list(state: _State, status: str | None, limit: int) -> None:
+    """List outgoing mail, newest first, with delivery attempts and the last error."""
+    rows = outbox.listing(state.db, status, limit)
+    if not rows:
+        click.echo("No outgoing mail" + (f" with status {status}." if status else " yet."))
+        return
+    _table(
+        ((r["id"], r["created_at"], r["status"], r["attempts"], r["purpose"], r["rcpt_to"],
+          r["last_error"][:60]) for r in rows),
+        ("ID", "CREATED", "STATUS", "TRIES", "PURPOSE", "TO", "LAST ERROR"),
+    )
+
+
+# --- serve --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning"]),
+    default="info",
+    show_default=True,
+    help="How much to log to standard error.",
+)
+@pass_state
+def serve(state: _State, log_level: str) -> None:
+    """Run the circle: SMTP (and LMTP) server, worker and outgoing mail, until stopped.
+
+    On a database with no circle yet it creates a sample circle, Poets at poets@localhost,
+    with the member you@localhost, and prints how to mail it a draft. Stop with Ctrl-C.
+    """
+    from mailcircle.service import Service  # import late: --help stays quick
+
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # aiosmtpd logs every SMTP command at INFO; keep that for --log-level debug.
+    logging.getLogger("mail.log").setLevel(logging.DEBUG if log_level == "debug" else logging.WARNING)
+    settings = state.settings
+    db = state.db
+    sample = _ensure_sample_circle(state) if not circles.all_circles(db) else None
+    service = Service(settings, clock=state.clock)
+    try:
+        service.start()
+    except OSError as err:
+        raise MailcircleError(
+            f"cannot listen on {settings.inbound.smtp or settings.inbound.lmtp}: {err.strerror}"
+            " (is another mailcircle running? change inbound.smtp in the settings)"
+        ) from None
+    out = settings.outbound
+    click.echo(f"mailcircle {__version__} is running. Database: {settings.database}")
+    for server in service.servers:
+        click.echo(f"  {server.protocol.upper()} on {server.listen}")
+    if out.relay:
+        click.echo(f"  Outgoing mail through the relay {out.relay}")
+    else:
+        click.echo(f"  Outgoing mail into the Maildir {out.maildir} (no relay set)")
+    if sample and settings.inbound.smtp:
+        smtp = settings.inbound.smtp
+        click.echo(
+            f"\nCreated a sample circle, Poets at {SAMPLE_CIRCLE}, with the member {SAMPLE_MEMBER}."
+            "\nMail it a draft from another terminal:\n"
+            f"  python3 -c \"import smtplib; smtplib.SMTP('{smtp.host}', {smtp.port}).sendmail("
+            f"'{SAMPLE_MEMBER}', ['{SAMPLE_CIRCLE}'], b'From: {SAMPLE_MEMBER}\\r\\n"
+            f"To: {SAMPLE_CIRCLE}\\r\\nSubject: My first poem\\r\\n\\r\\nso much depends\\r\\n"
+            f"upon\\r\\n')\"\n"
+            f"and the acknowledgement appears in {out.maildir}/new/."
+        )
+    click.echo("Press Ctrl-C to stop.")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    click.echo("Stopping...")
+    service.stop()
+
+
+def _ensure_sample_circle(state: _State) -> circles.Circle:
+    sample = circles.create(state.db, state.clock, SAMPLE_CIRCLE, "Poets")
+    members.add(state.db, state.clock, sample, SAMPLE_MEMBER, "You")
+    return sample

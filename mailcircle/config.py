@@ -1,0 +1,214 @@
+"""Infrastructure settings from one TOML file, loaded once into a frozen dataclass.
+
+Only infrastructure lives here (where to listen, where to relay, where the database is).
+Circles and their own settings live in the database and are changed with ``mailcircle circle``.
+
+The file is found from ``--config``, else the ``MAILCIRCLE_CONFIG`` environment variable;
+without either every setting takes its default. Relative paths are read against the folder
+of the settings file (or the current folder when there is none).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailcircle.errors import ConfigError
+
+ENV_VAR = "MAILCIRCLE_CONFIG"
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class InboundSettings:
+    smtp: HostPort | None = HostPort("127.0.0.1", 8025)
+    lmtp: HostPort | None = None
+    max_message_bytes: int = 26_214_400
+
+
+@dataclass(frozen=True)
+class OutboundSettings:
+    relay: HostPort | None = None
+    starttls: bool = False
+    user: str = ""
+    password_env: str = ""
+    maildir: Path = Path("outgoing")
+
+    def password(self) -> str:
+        """The relay password, read from the environment when it is needed, never stored."""
+        if not self.password_env:
+            return ""
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError(
+                f"outbound.password_env names the environment variable {self.password_env}, "
+                "but it is not set"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: Path = Path("mailcircle.db")
+    inbound: InboundSettings = field(default_factory=InboundSettings)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    source: Path | None = None  # the file these came from, if any
+
+
+# Every key with its default and a one-line explanation. `mailcircle init` writes this out
+# and a test checks that README.md documents each key.
+DOCUMENTED_KEYS: dict[str, tuple[str, str]] = {
+    "database": ('"mailcircle.db"', "SQLite file holding circles, members, the spool and the outbox"),
+    "inbound.smtp": ('"127.0.0.1:8025"', "host:port the SMTP server listens on; empty: no SMTP server"),
+    "inbound.lmtp": ('""', 'host:port for an LMTP server (e.g. "127.0.0.1:8024"); empty: none'),
+    "inbound.max_message_bytes": ("26214400", "larger mail is refused during the SMTP dialogue"),
+    "outbound.relay": (
+        '""',
+        "host:port of the SMTP relay; empty: write every outgoing mail to the maildir",
+    ),
+    "outbound.starttls": ("false", "use STARTTLS with the relay"),
+    "outbound.user": ('""', "user name for the relay's AUTH; empty: no AUTH"),
+    "outbound.password_env": ('""', "name of the environment variable holding the relay password"),
+    "outbound.maildir": ('"outgoing"', "Maildir that receives outgoing mail when no relay is set"),
+}
+
+
+def parse_host_port(key: str, value: Any, *, allow_empty: bool = True) -> HostPort | None:
+    if not isinstance(value, str):
+        raise ConfigError(f'setting {key} must be a string like "127.0.0.1:8025", not {value!r}')
+    text = value.strip()
+    if not text:
+        if allow_empty:
+            return None
+        raise ConfigError(f'setting {key} must not be empty; give host:port like "127.0.0.1:25"')
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(
+            f'setting {key} must be host:port like "127.0.0.1:8025" (port 1-65535), not {value!r}'
+        )
+    return HostPort(host, int(port_text))
+
+
+def _take(table: dict[str, Any], key: str, prefix: str, kind: type, default: Any) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    # bool is an int in Python; do not let `max_message_bytes = true` through.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"setting {prefix}{key} must be {_kind_name(kind)}, not {value!r}"
+        )
+    return value
+
+
+def _kind_name(kind: type) -> str:
+    return {str: "a string", int: "a whole number", bool: "true or false"}[kind]
+
+
+def _check_known(table: dict[str, Any], prefix: str, known: set[str]) -> None:
+    for key in table:
+        if key not in known:
+            choices = ", ".join(sorted(prefix + k for k in known))
+            raise ConfigError(f"unknown setting {prefix}{key} (known here: {choices})")
+
+
+def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> Settings:
+    """Build Settings from a parsed TOML table; every error names the key at fault."""
+    _check_known(data, "", {"database", "inbound", "outbound"})
+    inbound = data.get("inbound", {})
+    outbound = data.get("outbound", {})
+    for name, table in (("inbound", inbound), ("outbound", outbound)):
+        if not isinstance(table, dict):
+            raise ConfigError(f"setting {name} must be a table ([{name}]), not {table!r}")
+    _check_known(inbound, "inbound.", {"smtp", "lmtp", "max_message_bytes"})
+    _check_known(
+        outbound, "outbound.", {"relay", "starttls", "user", "password_env", "maildir"}
+    )
+
+    defaults_in, defaults_out = InboundSettings(), OutboundSettings()
+    max_bytes = _take(inbound, "max_message_bytes", "inbound.", int, defaults_in.max_message_bytes)
+    if max_bytes < 1024:
+        raise ConfigError(
+            f"setting inbound.max_message_bytes must be at least 1024, not {max_bytes}"
+        )
+    smtp = (
+        parse_host_port("inbound.smtp", inbound["smtp"]) if "smtp" in inbound else defaults_in.smtp
+    )
+    lmtp = parse_host_port("inbound.lmtp", inbound.get("lmtp", ""))
+    if smtp is not None and smtp == lmtp:
+        raise ConfigError(f"settings inbound.smtp and inbound.lmtp both use {smtp}")
+
+    user = _take(outbound, "user", "outbound.", str, "")
+    password_env = _take(outbound, "password_env", "outbound.", str, "")
+    if password_env and not user:
+        raise ConfigError("setting outbound.password_env is set but outbound.user is empty")
+    database = _take(data, "database", "", str, str(Settings.database))
+    maildir = _take(outbound, "maildir", "outbound.", str, str(defaults_out.maildir))
+    for key, value in (("database", database), ("outbound.maildir", maildir)):
+        if not value.strip():
+            raise ConfigError(f"setting {key} must not be empty")
+
+    return Settings(
+        database=base / database,
+        inbound=InboundSettings(smtp=smtp, lmtp=lmtp, max_message_bytes=max_bytes),
+        outbound=OutboundSettings(
+            relay=parse_host_port("outbound.relay", outbound.get("relay", "")),
+            starttls=_take(outbound, "starttls", "outbound.", bool, False),
+            user=user,
+            password_env=password_env,
+            maildir=base / maildir,
+        ),
+        source=source,
+    )
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Load settings from ``path``, else $MAILCIRCLE_CONFIG, else all defaults."""
+    if path is None:
+        path = os.environ.get(ENV_VAR) or None
+    if path is None:
+        return from_dict({}, Path.cwd())
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"settings file {file} does not exist (run `mailcircle init` to write one)"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"cannot read settings file {file}: {err.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"settings file {file} is not valid TOML: {err}") from None
+    return from_dict(data, file.resolve().parent, source=file)
+
+
+def sample_file() -> str:
+    """The commented settings file `mailcircle init` writes: every key at its default."""
+    lines = [
+        "# mailcircle settings. Every key is optional; the values shown are the defaults.",
+        "# Relative paths are read against the folder holding this file.",
+        "",
+    ]
+    section = ""
+    for dotted, (default, help_text) in DOCUMENTED_KEYS.items():
+        table, _, key = dotted.rpartition(".")
+        if table != section:
+            lines += ["", f"[{table}]"]
+            section = table
+        lines.append(f"# {help_text}")
+        lines.append(f"{key} = {default}")
+    return "\n".join(lines) + "\n"

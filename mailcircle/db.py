@@ -1,0 +1,175 @@
+"""Opening the SQLite database through sqlite-utils, and its schema as recorded migrations.
+
+Every connection runs in WAL mode with a busy timeout and foreign keys on. Connections are
+in autocommit mode; every change happens inside ``transaction(db)`` (BEGIN IMMEDIATE, so two
+writers queue on the busy timeout instead of failing on a lock upgrade), and sqlite-utils'
+own ``atomic()`` blocks nest inside it as savepoints.
+
+The schema changes only by adding a function to ``migrations`` below; applied ones are
+recorded in ``_sqlite_migrations`` and never edited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from mailcircle.errors import MailcircleError
+
+BUSY_TIMEOUT_MS = 10_000
+
+migrations = Migrations("mailcircle")
+
+
+@migrations(name="0001_initial")
+def _initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE circles (
+            id INTEGER PRIMARY KEY,
+            address TEXT NOT NULL UNIQUE,          -- poets@example.org, lower case
+            name TEXT NOT NULL,
+            settings TEXT NOT NULL DEFAULT '{}',   -- JSON: the circle's own settings
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE members (
+            id INTEGER PRIMARY KEY,
+            circle_id INTEGER NOT NULL REFERENCES circles(id),
+            email TEXT NOT NULL,                   -- lower case
+            name TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT 'active', -- pending, active, paused, left
+            timezone TEXT NOT NULL DEFAULT 'UTC',
+            joined_at TEXT NOT NULL,
+            left_at TEXT,
+            UNIQUE (circle_id, email)
+        );
+        -- Every mail accepted over SMTP, LMTP or IMAP, one row per circle recipient.
+        -- The raw bytes are committed here before the sender is told 250.
+        CREATE TABLE spool (
+            id INTEGER PRIMARY KEY,
+            received_at TEXT NOT NULL,
+            source TEXT NOT NULL,                  -- smtp, lmtp, imap
+            peer TEXT NOT NULL DEFAULT '',
+            mail_from TEXT NOT NULL,               -- envelope sender; '' for bounces
+            rcpt_to TEXT NOT NULL,                 -- the one circle address this row is for
+            circle_id INTEGER REFERENCES circles(id),
+            message_id TEXT NOT NULL DEFAULT '',
+            dedupe_key TEXT NOT NULL,              -- Message-ID, or the content hash without one
+            size INTEGER NOT NULL,
+            raw BLOB NOT NULL,
+            status TEXT NOT NULL DEFAULT 'new',    -- new, done, held, refused, ignored,
+                                                   -- unhandled, duplicate, failed
+            outcome TEXT NOT NULL DEFAULT '',      -- one sentence: what happened to it
+            error TEXT NOT NULL DEFAULT '',        -- for failures: the traceback, for moderators
+            attempts INTEGER NOT NULL DEFAULT 0,
+            processed_at TEXT
+        );
+        CREATE INDEX spool_status ON spool (status, id);
+        CREATE INDEX spool_dedupe ON spool (dedupe_key, rcpt_to);
+
+        CREATE TABLE submissions (
+            id INTEGER PRIMARY KEY,
+            circle_id INTEGER NOT NULL REFERENCES circles(id),
+            member_id INTEGER NOT NULL REFERENCES members(id),
+            spool_id INTEGER NOT NULL REFERENCES spool(id),  -- the raw mail, attachments and all
+            message_id TEXT NOT NULL,
+            thread TEXT NOT NULL DEFAULT '',       -- References to carry into replies
+            title TEXT NOT NULL,
+            body TEXT NOT NULL,
+            asks TEXT NOT NULL DEFAULT '',         -- the author's questions for reviewers
+            word_count INTEGER NOT NULL,
+            status TEXT NOT NULL DEFAULT 'queued', -- queued, assigned, closed, withdrawn
+            submitted_at TEXT NOT NULL,
+            UNIQUE (circle_id, message_id)
+        );
+        CREATE TABLE rounds (
+            id INTEGER PRIMARY KEY,
+            circle_id INTEGER NOT NULL REFERENCES circles(id),
+            number INTEGER NOT NULL,
+            starts_at TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'open',   -- open, closed
+            UNIQUE (circle_id, number)
+        );
+        CREATE TABLE assignments (
+            id INTEGER PRIMARY KEY,
+            round_id INTEGER NOT NULL REFERENCES rounds(id),
+            submission_id INTEGER NOT NULL REFERENCES submissions(id),
+            reviewer_id INTEGER NOT NULL REFERENCES members(id),
+            token TEXT NOT NULL UNIQUE,
+            status TEXT NOT NULL DEFAULT 'open',   -- open, done, expired, passed_on
+            backup_for INTEGER REFERENCES assignments(id),
+            assigned_at TEXT NOT NULL,
+            due_at TEXT NOT NULL,
+            reminded_at TEXT,
+            message_id TEXT NOT NULL DEFAULT ''    -- of the assignment mail, for threading
+        );
+        CREATE INDEX assignments_reviewer ON assignments (reviewer_id, status);
+        CREATE TABLE critiques (
+            id INTEGER PRIMARY KEY,
+            assignment_id INTEGER NOT NULL REFERENCES assignments(id),
+            spool_id INTEGER NOT NULL REFERENCES spool(id),
+            message_id TEXT NOT NULL,
+            body TEXT NOT NULL,                    -- the reviewer's own words
+            trimmed TEXT NOT NULL DEFAULT '',      -- quotes and signatures, kept aside
+            late INTEGER NOT NULL DEFAULT 0,
+            received_at TEXT NOT NULL,
+            UNIQUE (assignment_id, message_id)
+        );
+        -- Every outgoing mail, written in the same transaction as the change that causes it.
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            circle_id INTEGER REFERENCES circles(id),
+            purpose TEXT NOT NULL,                 -- the template that made it
+            message_id TEXT NOT NULL UNIQUE,
+            mail_from TEXT NOT NULL,               -- envelope sender
+            rcpt_to TEXT NOT NULL,
+            raw BLOB NOT NULL,
+            status TEXT NOT NULL DEFAULT 'queued', -- queued, sent, failed
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT NOT NULL DEFAULT '',
+            spool_id INTEGER REFERENCES spool(id), -- the inbound mail it answers, if any
+            created_at TEXT NOT NULL,
+            sent_at TEXT
+        );
+        CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+        """
+    )
+
+
+def connect(path: str | Path) -> Database:
+    """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise MailcircleError(f"the folder for the database, {path.parent}, does not exist")
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit is on disk before we say 250 for the mail it holds.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        db = Database(conn)
+        migrations.apply(db)
+    except sqlite3.DatabaseError as err:
+        raise MailcircleError(f"cannot open the database {path}: {err}") from None
+    return db
+
+
+@contextlib.contextmanager
+def transaction(db: Database) -> Iterator[Database]:
+    """One write transaction: BEGIN IMMEDIATE, COMMIT on success, ROLLBACK on any error."""
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    else:
+        db.conn.execute("COMMIT")

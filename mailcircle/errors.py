@@ -1,0 +1,82 @@
+"""One hierarchy for every error mailcircle raises on purpose.
+
+Library errors (sqlite3, smtplib, tomllib) are translated into these at the boundary
+where they happen, so the command line can print one ``Error: ...`` line and the
+worker can record one sentence a moderator understands.
+"""
+
+from __future__ import annotations
+
+
+class MailcircleError(Exception):
+    """Base of every error mailcircle raises on purpose. ``str(err)`` is a sentence for humans."""
+
+
+class ConfigError(MailcircleError):
+    """A setting is missing, misspelt or has a value that cannot work."""
+
+
+class NotFound(MailcircleError):
+    """A circle, member, spooled message or outgoing mail that was asked for does not exist."""
+
+
+class AlreadyExists(MailcircleError):
+    """Creating something that is already there (a circle address, a member)."""
+
+
+class DeliveryError(MailcircleError):
+    """Sending an outgoing mail failed. ``permanent`` says whether trying again can help."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+# --- Outcomes of processing one inbound mail --------------------------------------------
+# A pipeline step stops a mail by raising one of these; the worker records the status and
+# the reason on the spooled message (Mailman's Hold/Reject/Discard, by other names).
+
+
+class Outcome(MailcircleError):
+    """Processing stopped on purpose. ``status`` is recorded on the spooled message."""
+
+    status = "done"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Hold(Outcome):
+    """Keep the mail for a moderator to look at; nothing is answered yet."""
+
+    status = "held"
+
+
+class Refuse(Outcome):
+    """Do not act on the mail and tell the sender why, with the named template."""
+
+    status = "refused"
+
+    def __init__(self, reason: str, *, template: str, context: object = None) -> None:
+        super().__init__(reason)
+        self.template = template
+        self.context = context  # the template's context dataclass
+
+
+class Ignore(Outcome):
+    """Nothing to do and nobody to answer (auto-replies, duplicates); the mail is kept."""
+
+    status = "ignored"
+
+
+class Unhandled(Outcome):
+    """A kind of mail this version does not act on yet; kept for when it does."""
+
+    status = "unhandled"
+
+
+class Duplicate(Outcome):
+    """The same mail was already dealt with (an MTA retry, an IMAP re-fetch): nothing again."""
+
+    status = "duplicate"

@@ -1,0 +1,1 @@
+"""The inbound side: spool, SMTP/LMTP edge, parsing, routing and the worker."""

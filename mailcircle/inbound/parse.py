@@ -1,0 +1,143 @@
+"""Raw bytes -> a plain ``Mail`` object, through mail-parser.
+
+mail-parser never raises, even on garbage, so what it returns is checked here; the rest of
+mailcircle only ever sees ``Mail``. Known traps handled: ``.body`` glues the plain and HTML
+parts together (we read ``text_plain`` and fall back to the HTML as text), and a missing
+Message-ID comes back as ''.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from email.message import Message
+
+import mailparser
+
+from mailcircle import addresses
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Mail:
+    message_id: str
+    from_name: str
+    from_addr: str
+    subject: str
+    text: str  # the readable body: the plain part, else the HTML part as text
+    html: str
+    attachments: tuple[Attachment, ...] = ()
+    in_reply_to: str = ""
+    references: tuple[str, ...] = ()
+    headers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # lower-case names
+    defects: tuple[str, ...] = ()
+
+    def header(self, name: str) -> str:
+        """The first value of a header, '' when absent."""
+        values = self.headers.get(name.lower(), ())
+        return values[0] if values else ""
+
+    @property
+    def thread(self) -> tuple[str, ...]:
+        """The References to give a reply to this mail: its own chain, then itself."""
+        chain = list(self.references) or ([self.in_reply_to] if self.in_reply_to else [])
+        return tuple(chain + ([self.message_id] if self.message_id else []))
+
+
+_MSGID = re.compile(r"<[^<>\s]+>")
+
+
+def _header_text(value: object) -> str:
+    """A header as readable text: RFC 2047 words decoded, folding undone, junk tolerated."""
+    text = str(value)
+    try:
+        text = str(make_header(decode_header(text)))
+    except Exception:  # an undecodable encoded-word: keep it as it came
+        pass
+    return " ".join(text.split())
+
+
+def _headers(message: Message) -> dict[str, tuple[str, ...]]:
+    found: dict[str, list[str]] = {}
+    for name, value in message.items():
+        found.setdefault(name.lower(), []).append(_header_text(value))
+    return {name: tuple(values) for name, values in found.items()}
+
+
+class _TextFromHTML:
+    """Turn an HTML body into readable text, keeping line breaks (poems arrive as HTML too)."""
+
+    _PARA = re.compile(r"<\s*/\s*p\s*>", re.I)
+    _BREAK = re.compile(r"<\s*(br|/div|/li|/h[1-6]|/tr|/blockquote)\b[^>]*>", re.I)
+    _DROP = re.compile(r"<\s*(script|style|head)\b.*?<\s*/\s*\1\s*>", re.I | re.S)
+    _TAG = re.compile(r"<[^>]*>")
+
+    @classmethod
+    def convert(cls, markup: str) -> str:
+        text = cls._DROP.sub("", markup)
+        text = re.sub(r"\s*\n\s*", " ", text)  # source line breaks are not breaks in HTML
+        text = cls._PARA.sub("\n\n", text)
+        text = cls._BREAK.sub("\n", text)
+        text = html.unescape(cls._TAG.sub("", text)).replace("\xa0", " ")
+        return "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
+
+
+def _normalize_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def parse(raw: bytes) -> Mail:
+    parsed = mailparser.parse_from_bytes(raw)
+    message: Message = parsed.message
+    headers = _headers(message)
+
+    def first(name: str) -> str:
+        values = headers.get(name, ())
+        return values[0] if values else ""
+
+    from_name, from_addr = addresses.first_address(first("from"))
+    message_ids = _MSGID.findall(first("message-id"))
+    html_text = _normalize_newlines("\n".join(parsed.text_html or []))
+    plain = _normalize_newlines("\n".join(parsed.text_plain or []))
+    text = plain if plain.strip() else _TextFromHTML.convert(html_text) if html_text else ""
+    attachments = tuple(
+        Attachment(
+            filename=str(item.get("filename") or ""),
+            content_type=str(item.get("mail_content_type") or "application/octet-stream"),
+            payload=_attachment_bytes(item),
+        )
+        for item in parsed.attachments or []
+    )
+    return Mail(
+        message_id=message_ids[0] if message_ids else "",
+        from_name=from_name,
+        from_addr=from_addr,
+        subject=_header_text(first("subject")),
+        text=text,
+        html=html_text,
+        attachments=attachments,
+        in_reply_to=" ".join(_MSGID.findall(first("in-reply-to"))[:1]),
+        references=tuple(_MSGID.findall(" ".join(headers.get("references", ())))),
+        headers=headers,
+        defects=tuple(str(d) for d in (parsed.defects_categories or [])),
+    )
+
+
+def _attachment_bytes(item: dict[str, object]) -> bytes:
+    import base64
+
+    payload = item.get("payload") or ""
+    if item.get("binary"):
+        try:
+            return base64.b64decode(str(payload))
+        except ValueError:
+            return str(payload).encode("utf-8", "replace")
+    return str(payload).encode("utf-8", "surrogateescape") if isinstance(payload, str) else b""

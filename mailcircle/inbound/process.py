@@ -1,0 +1,225 @@
+"""The worker: turns each spooled mail into a recorded outcome, one transaction per mail.
+
+Processing is a tuple of small steps read top to bottom. A step stops a mail by raising
+an ``Outcome`` (Hold, Refuse, Ignore, Unhandled, Duplicate); the last step acts and
+returns the sentence recorded as the outcome. Any other exception rolls the transaction
+back and leaves the mail marked ``failed`` with the error, for a moderator to retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlite_utils import Database
+
+from mailcircle.circle import circles, members, rounds, submissions
+from mailcircle.circle.circles import Circle
+from mailcircle.clock import Clock
+from mailcircle.db import transaction
+from mailcircle.errors import Duplicate, Ignore, Outcome, Refuse, Unhandled
+from mailcircle.inbound import spool
+from mailcircle.inbound.parse import Mail, parse
+from mailcircle.inbound.route import BOUNCE, COMMAND, Route, automatic_reason, route
+from mailcircle.inbound.spool import Spooled
+from mailcircle.outbound import compose, outbox
+
+log = logging.getLogger(__name__)
+
+TEXT_ATTACHMENT_SUFFIXES = (".txt", ".md", ".markdown")
+
+
+@dataclass
+class Job:
+    """One spooled mail on its way through the steps; each step fills in what it learns."""
+
+    spooled: Spooled
+    mail: Mail | None = None
+    circle: Circle | None = None
+    route: Route | None = None
+    answer_to: str = ""  # who a refusal goes to; '' when nobody may be answered
+    queued: list[int] = field(default_factory=list)
+
+
+class Worker:
+    def __init__(self, db: Database, clock: Clock, composer: compose.Composer) -> None:
+        self.db = db
+        self.clock = clock
+        self.composer = composer
+        self.steps: tuple[Callable[[Job], str | None], ...] = (
+            self.parse,
+            self.find_circle,
+            self.skip_duplicate,
+            self.decide_route,
+            self.take_draft,
+        )
+
+    # --- driving -------------------------------------------------------------------------
+
+    def process_pending(self, limit: int = 50) -> int:
+        """Process waiting mails, oldest first; returns how many were processed."""
+        batch = spool.pending(self.db, limit)
+        for spooled in batch:
+            self.process(spooled)
+        return len(batch)
+
+    def process(self, spooled: Spooled) -> str:
+        """Run the steps for one mail and record the outcome; returns the new status."""
+        try:
+            status, outcome = self._settle(Job(spooled))
+        except Exception as err:  # anything unforeseen: keep the mail, show the error
+            status = spool.FAILED
+            outcome = f"could not be processed: {type(err).__name__}: {err}"
+            with transaction(self.db):
+                spool.record(
+                    self.db, self.clock, spooled.id, status, outcome, traceback.format_exc()
+                )
+            log.exception("inbound #%d failed", spooled.id)
+        log.info("inbound #%d %s: %s", spooled.id, status, outcome)
+        return status
+
+    def _settle(self, job: Job) -> tuple[str, str]:
+        try:
+            with transaction(self.db):
+                outcome = self._run_steps(job)
+                spool.record(self.db, self.clock, job.spooled.id, spool.DONE, outcome)
+            return spool.DONE, outcome
+        except Outcome as stop:  # the steps' changes are rolled back; record why instead
+            job.queued.clear()
+            outcome = stop.reason
+            with transaction(self.db):
+                if isinstance(stop, Refuse):
+                    outcome += self._answer_refusal(job, stop)
+                spool.record(self.db, self.clock, job.spooled.id, stop.status, outcome)
+            return stop.status, outcome
+
+    def _run_steps(self, job: Job) -> str:
+        for step in self.steps:
+            result = step(job)
+            if result is not None:
+                return result
+        raise Unhandled("no step knew what to do with it")
+
+    def _answer_refusal(self, job: Job, refusal: Refuse) -> str:
+        if not job.answer_to or job.circle is None or refusal.context is None:
+            return "; nobody was answered"
+        message = self.composer.compose(
+            job.circle, refusal.template, refusal.context, to=job.answer_to, answering=job.mail
+        )
+        self._queue(job, message, refusal.template)
+        return f"; {job.answer_to} was told why"
+
+    def _queue(self, job: Job, message: object, purpose: str) -> None:
+        assert job.circle is not None
+        job.queued.append(
+            outbox.queue(
+                self.db,
+                message,  # type: ignore[arg-type]
+                now=self.clock.now(),
+                circle_id=job.circle.id,
+                purpose=purpose,
+                mail_from=job.circle.action_address("bounce"),
+                spool_id=job.spooled.id,
+            )
+        )
+
+    # --- the steps -----------------------------------------------------------------------
+
+    def parse(self, job: Job) -> None:
+        job.mail = parse(job.spooled.raw)
+        reason = automatic_reason(job.mail, job.spooled.mail_from)
+        job.answer_to = "" if reason else (job.mail.from_addr or "")
+
+    def find_circle(self, job: Job) -> None:
+        circle = circles.find(self.db, job.spooled.rcpt_to)
+        if circle is None:
+            raise Unhandled(f"{job.spooled.rcpt_to} is no longer a circle's address")
+        job.circle = circle
+
+    def skip_duplicate(self, job: Job) -> None:
+        earlier = spool.earlier_copy(self.db, job.spooled)
+        if earlier is not None:
+            raise Duplicate(f"the same mail as inbound #{earlier}; nothing was done again")
+
+    def decide_route(self, job: Job) -> None:
+        assert job.mail is not None
+        job.route = route(job.spooled.rcpt_to, job.spooled.mail_from)
+        if job.route.kind == BOUNCE:
+            raise Unhandled("a bounce or delivery report; kept for when bounces are handled")
+        reason = automatic_reason(job.mail, job.spooled.mail_from)
+        if reason:
+            raise Ignore(f"not answered because {reason}")
+        if job.route.kind == COMMAND:
+            raise Unhandled(f"the command +{job.route.action} is not handled yet; kept")
+
+    def take_draft(self, job: Job) -> str:
+        mail, circle = job.mail, job.circle
+        assert mail is not None and circle is not None
+        member = members.find(self.db, circle, mail.from_addr) if mail.from_addr else None
+        if member is None:
+            raise Refuse(
+                f"a draft from {mail.from_addr or 'an unknown sender'}, who is not a member",
+                template="not_a_member",
+                context=compose.NotAMember(
+                    sender_address=mail.from_addr,
+                    circle_name=circle.name,
+                    circle_address=circle.address,
+                    subject=mail.subject,
+                ),
+            )
+        job.answer_to = member.email
+        draft = submissions.read_draft(mail.subject, _draft_text(mail))
+        if not draft.body and not mail.attachments:
+            raise Refuse(
+                f"a mail from {member.email} with no draft in it",
+                template="empty_draft",
+                context=compose.EmptyDraft(
+                    member_name=member.greeting_name,
+                    circle_name=circle.name,
+                    circle_address=circle.address,
+                    subject=mail.subject,
+                    help_address=circle.action_address("help"),
+                ),
+            )
+        message_id = mail.message_id or job.spooled.dedupe_key
+        earlier = submissions.find_by_message_id(self.db, circle.id, message_id)
+        if earlier is not None:
+            raise Duplicate(f"already submitted as submission #{earlier['id']}")
+        now = self.clock.now()
+        submission_id = submissions.create(
+            self.db,
+            circle_id=circle.id,
+            member_id=member.id,
+            spool_id=job.spooled.id,
+            message_id=message_id,
+            thread=mail.thread,
+            draft=draft,
+            now=now,
+        )
+        ack = compose.SubmissionAck(
+            member_name=member.greeting_name,
+            circle_name=circle.name,
+            title=draft.title,
+            word_count=draft.word_count,
+            asks=draft.asks,
+            queue_position=submissions.queue_position(self.db, circle.id, submission_id),
+            next_round=rounds.next_round_start(now, circle.settings).strftime(
+                "%A %-d %B %Y at %H:%M UTC"
+            ),
+            help_address=circle.action_address("help"),
+        )
+        self._queue(job, self.composer.compose(circle, "submission_ack", ack, to=member.email,
+                                               answering=mail), "submission_ack")
+        return f"draft {draft.title!r} from {member.email} queued as submission #{submission_id}"
+
+
+def _draft_text(mail: Mail) -> str:
+    """The draft: the mail's text, else the first attached .txt/.md file."""
+    if mail.text.strip():
+        return mail.text
+    for attachment in mail.attachments:
+        if attachment.filename.lower().endswith(TEXT_ATTACHMENT_SUFFIXES):
+            return attachment.payload.decode("utf-8", "replace").replace("\r\n", "\n")
+    return ""

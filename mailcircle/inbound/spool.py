@@ -1,0 +1,167 @@
+"""The spool: every accepted mail's raw bytes, committed before the sender hears 250.
+
+One row per (message, circle recipient). The worker takes rows whose status is ``new``,
+and records on each what became of it; nothing is ever deleted from here by the service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from typing import Any
+
+from sqlite_utils import Database
+
+from mailcircle.clock import Clock, iso
+from mailcircle.db import transaction
+from mailcircle.errors import MailcircleError, NotFound
+
+NEW = "new"
+DONE = "done"
+FAILED = "failed"
+DUPLICATE = "duplicate"
+STATUSES = (NEW, DONE, "held", "refused", "ignored", "unhandled", DUPLICATE, FAILED)
+
+_header_parser = BytesHeaderParser(policy=compat32)
+
+
+@dataclass(frozen=True)
+class Spooled:
+    id: int
+    received_at: str
+    source: str
+    peer: str
+    mail_from: str
+    rcpt_to: str
+    circle_id: int | None
+    message_id: str
+    dedupe_key: str
+    size: int
+    raw: bytes
+    status: str
+    outcome: str
+    error: str
+    attempts: int
+    processed_at: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Spooled:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+def message_id_of(raw: bytes) -> str:
+    """The Message-ID header of raw mail ('' if none), read without parsing the body."""
+    try:
+        value = _header_parser.parsebytes(raw).get("Message-ID", "")
+    except Exception:  # a header block so broken the parser gives up: treat as no id
+        return ""
+    return " ".join(str(value).split())[:998]
+
+
+def dedupe_key(raw: bytes, message_id: str) -> str:
+    """What makes two deliveries 'the same mail': its Message-ID, else its exact bytes."""
+    if message_id:
+        return "mid:" + message_id.lower()
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def store(
+    db: Database,
+    clock: Clock,
+    *,
+    source: str,
+    peer: str,
+    mail_from: str,
+    recipients: list[tuple[str, int | None]],
+    raw: bytes,
+) -> list[int]:
+    """Commit one accepted mail, a row per (recipient, circle id); returns the row ids."""
+    if not recipients:
+        raise MailcircleError("a spooled mail needs at least one recipient")
+    message_id = message_id_of(raw)
+    key = dedupe_key(raw, message_id)
+    now = iso(clock.now())
+    ids = []
+    with transaction(db):
+        for rcpt_to, circle_id in recipients:
+            cursor = db.execute(
+                "INSERT INTO spool (received_at, source, peer, mail_from, rcpt_to, circle_id,"
+                " message_id, dedupe_key, size, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [now, source, peer, mail_from, rcpt_to, circle_id, message_id, key, len(raw), raw],
+            )
+            ids.append(cursor.lastrowid)
+    return ids
+
+
+def get(db: Database, spool_id: int) -> Spooled:
+    rows = list(db.query("SELECT * FROM spool WHERE id = ?", [spool_id]))
+    if not rows:
+        raise NotFound(f"there is no inbound message #{spool_id} (see `mailcircle inbox list`)")
+    return Spooled.from_row(rows[0])
+
+
+def pending(db: Database, limit: int = 50) -> list[Spooled]:
+    """The oldest mails waiting for the worker."""
+    return [
+        Spooled.from_row(row)
+        for row in db.query(
+            "SELECT * FROM spool WHERE status = ? ORDER BY id LIMIT ?", [NEW, limit]
+        )
+    ]
+
+
+def earlier_copy(db: Database, mail: Spooled) -> int | None:
+    """An earlier row holding the same mail for the same recipient that was already dealt with."""
+    row = db.execute(
+        "SELECT id FROM spool WHERE dedupe_key = ? AND rcpt_to = ? AND id < ?"
+        " AND status NOT IN (?, ?, ?) ORDER BY id LIMIT 1",
+        [mail.dedupe_key, mail.rcpt_to, mail.id, NEW, FAILED, DUPLICATE],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def record(
+    db: Database, clock: Clock, spool_id: int, status: str, outcome: str, error: str = ""
+) -> None:
+    """Record what became of a mail. Call inside the transaction that made the change."""
+    db.execute(
+        "UPDATE spool SET status = ?, outcome = ?, error = ?, attempts = attempts + 1,"
+        " processed_at = ? WHERE id = ?",
+        [status, outcome, error, iso(clock.now()), spool_id],
+    )
+
+
+def retry(db: Database, spool_id: int) -> Spooled:
+    """Put a mail back in front of the worker (after a fix, or a moderator's decision)."""
+    mail = get(db, spool_id)
+    if mail.status == NEW:
+        raise MailcircleError(f"inbound message #{spool_id} is already waiting to be processed")
+    if mail.status == DONE:
+        raise MailcircleError(
+            f"inbound message #{spool_id} was processed already ({mail.outcome}); "
+            "retrying it would act on it twice"
+        )
+    with transaction(db):
+        db.execute("UPDATE spool SET status = ?, error = '' WHERE id = ?", [NEW, spool_id])
+    return get(db, spool_id)
+
+
+def listing(db: Database, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Rows for `mailcircle inbox list`: everything but the raw bytes, newest first."""
+    where, params = ("WHERE status = ?", [status]) if status else ("", [])
+    return list(
+        db.query(
+            "SELECT id, received_at, source, mail_from, rcpt_to, message_id, size, status,"
+            f" outcome FROM spool {where} ORDER BY id DESC LIMIT ?",
+            [*params, limit],
+        )
+    )
+
+
+def counts(db: Database) -> dict[str, int]:
+    return dict(db.execute("SELECT status, COUNT(*) FROM spool GROUP BY status").fetchall())
+
+
+

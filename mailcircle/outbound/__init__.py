@@ -1,0 +1,1 @@
+"""The outbound side: compose (Jinja -> EmailMessage), outbox (queued with the change), deliver."""

@@ -1,0 +1,130 @@
+"""The outbox: outgoing mail, written in the same transaction as the change that causes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from typing import Any
+
+from sqlite_utils import Database
+
+from mailcircle.clock import iso
+from mailcircle.errors import NotFound
+
+QUEUED = "queued"
+SENT = "sent"
+FAILED = "failed"
+
+# Temporary failures are retried after 1, 2, 4 ... minutes, at most 6 hours apart,
+# and given up (status failed) after this many attempts: about two days in all.
+MAX_ATTEMPTS = 16
+MAX_BACKOFF = timedelta(hours=6)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    id: int
+    circle_id: int | None
+    purpose: str
+    message_id: str
+    mail_from: str
+    rcpt_to: str
+    raw: bytes
+    status: str
+    attempts: int
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Outgoing:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+def queue(
+    db: Database,
+    message: EmailMessage,
+    *,
+    now: datetime,
+    circle_id: int | None,
+    purpose: str,
+    mail_from: str,
+    spool_id: int | None = None,
+) -> int:
+    """Queue ``message`` to its To: address. Call inside the transaction making the change."""
+    return int(
+        db["outbox"]
+        .insert(
+            {
+                "circle_id": circle_id,
+                "purpose": purpose,
+                "message_id": message["Message-ID"],
+                "mail_from": mail_from,
+                "rcpt_to": message["To"].addresses[0].addr_spec,
+                "raw": message.as_bytes(policy=SMTP),
+                "status": QUEUED,
+                "attempts": 0,
+                "next_attempt_at": iso(now),
+                "spool_id": spool_id,
+                "created_at": iso(now),
+            }
+        )
+        .last_pk
+    )
+
+
+def due(db: Database, now: datetime, limit: int = 100) -> list[Outgoing]:
+    return [
+        Outgoing.from_row(row)
+        for row in db.query(
+            "SELECT * FROM outbox WHERE status = ? AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+            [QUEUED, iso(now), limit],
+        )
+    ]
+
+
+def next_due_at(db: Database) -> str | None:
+    row = db.execute(
+        "SELECT MIN(next_attempt_at) FROM outbox WHERE status = ?", [QUEUED]
+    ).fetchone()
+    return row[0] if row else None
+
+
+def mark_sent(db: Database, mail_id: int, now: datetime) -> None:
+    db.execute(
+        "UPDATE outbox SET status = ?, attempts = attempts + 1, sent_at = ?, last_error = ''"
+        " WHERE id = ?",
+        [SENT, iso(now), mail_id],
+    )
+
+
+def mark_failed_attempt(
+    db: Database, mail: Outgoing, now: datetime, error: str, *, permanent: bool
+) -> str:
+    """Record a failed attempt; returns the new status (queued for a retry, or failed)."""
+    attempts = mail.attempts + 1
+    status = FAILED if permanent or attempts >= MAX_ATTEMPTS else QUEUED
+    retry_at = now + min(timedelta(minutes=2 ** (attempts - 1)), MAX_BACKOFF)
+    db.execute(
+        "UPDATE outbox SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?"
+        " WHERE id = ?",
+        [status, attempts, iso(retry_at), error, mail.id],
+    )
+    return status
+
+
+def get(db: Database, mail_id: int) -> Outgoing:
+    rows = list(db.query("SELECT * FROM outbox WHERE id = ?", [mail_id]))
+    if not rows:
+        raise NotFound(f"there is no outgoing mail #{mail_id} (see `mailcircle outbox list`)")
+    return Outgoing.from_row(rows[0])
+
+
+def listing(db: Database, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    where, params = ("WHERE status = ?", [status]) if status else ("", [])
+    return list(
+        db.query(
+            "SELECT id, created_at, purpose, rcpt_to, status, attempts, next_attempt_at,"
+            f" last_error, message_id FROM outbox {where} ORDER BY id DESC LIMIT ?",
+            [*params, limit],
+        )
+    )
