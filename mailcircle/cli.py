@@ -134,7 +134,9 @@ def circle_list(state: _State) -> None:
     if not found:
         click.echo("No circles yet. Create one: mailcircle circle create ADDRESS --name NAME")
         return
-    _table(((c.address, c.name, counts.get(c.id, 0)) for c in found), ("ADDRESS", "NAME", "MEMBERS"))
+    _table(
+        ((c.address, c.name, counts.get(c.id, 0)) for c in found), ("ADDRESS", "NAME", "MEMBERS")
+    )
 
 
 # --- members ------------------------------------------------------------------------------
@@ -165,8 +167,10 @@ def members_list(state: _State, circle_address: str) -> None:
     found = circles.get(state.db, circle_address)
     rows = members.list_members(state.db, found)
     if not rows:
-        click.echo(f"{found.name} has no members yet. Add one: mailcircle members add "
-                   f"{found.address} EMAIL")
+        click.echo(
+            f"{found.name} has no members yet. Add one: mailcircle members add "
+            f"{found.address} EMAIL"
+        )
         return
     _table(((m.email, m.name, m.status) for m in rows), ("EMAIL", "NAME", "STATUS"))
 
@@ -201,8 +205,17 @@ def inbox_list(state: _State, status: str | None, limit: int) -> None:
         click.echo("No inbound mail" + (f" with status {status}." if status else " yet."))
         return
     _table(
-        ((r["id"], r["received_at"], r["status"], r["mail_from"] or "<>", r["rcpt_to"],
-          r["outcome"][:70]) for r in rows),
+        (
+            (
+                r["id"],
+                r["received_at"],
+                r["status"],
+                r["mail_from"] or "<>",
+                r["rcpt_to"],
+                r["outcome"][:70],
+            )
+            for r in rows
+        ),
         ("ID", "RECEIVED", "STATUS", "FROM", "TO", "OUTCOME"),
     )
 
@@ -218,11 +231,17 @@ def inbox_show(state: _State, spool_id: int, raw: bool) -> None:
         sys.stdout.buffer.write(mail.raw)
         return
     for label, value in (
-        ("ID", mail.id), ("Received", mail.received_at), ("Source", f"{mail.source} {mail.peer}"),
-        ("Envelope from", mail.mail_from or "<>"), ("Envelope to", mail.rcpt_to),
-        ("Message-ID", mail.message_id or "(none)"), ("Size", f"{mail.size} bytes"),
-        ("Status", mail.status), ("Outcome", mail.outcome or "(not processed yet)"),
-        ("Processed", mail.processed_at or ""), ("Attempts", mail.attempts),
+        ("ID", mail.id),
+        ("Received", mail.received_at),
+        ("Source", f"{mail.source} {mail.peer}"),
+        ("Envelope from", mail.mail_from or "<>"),
+        ("Envelope to", mail.rcpt_to),
+        ("Message-ID", mail.message_id or "(none)"),
+        ("Size", f"{mail.size} bytes"),
+        ("Status", mail.status),
+        ("Outcome", mail.outcome or "(not processed yet)"),
+        ("Processed", mail.processed_at or ""),
+        ("Attempts", mail.attempts),
     ):
         click.echo(f"{label + ':':15}{value}")
     if mail.error:
@@ -256,8 +275,18 @@ def outbox_list(state: _State, status: str | None, limit: int) -> None:
         click.echo("No outgoing mail" + (f" with status {status}." if status else " yet."))
         return
     _table(
-        ((r["id"], r["created_at"], r["status"], r["attempts"], r["purpose"], r["rcpt_to"],
-          r["last_error"][:60]) for r in rows),
+        (
+            (
+                r["id"],
+                r["created_at"],
+                r["status"],
+                r["attempts"],
+                r["purpose"],
+                r["rcpt_to"],
+                r["last_error"][:60],
+            )
+            for r in rows
+        ),
         ("ID", "CREATED", "STATUS", "TRIES", "PURPOSE", "TO", "LAST ERROR"),
     )
 
@@ -288,7 +317,9 @@ def serve(state: _State, log_level: str) -> None:
         stream=sys.stderr,
     )
     # aiosmtpd logs every SMTP command at INFO; keep that for --log-level debug.
-    logging.getLogger("mail.log").setLevel(logging.DEBUG if log_level == "debug" else logging.WARNING)
+    logging.getLogger("mail.log").setLevel(
+        logging.DEBUG if log_level == "debug" else logging.WARNING
+    )
     settings = state.settings
     db = state.db
     sample = _ensure_sample_circle(state) if not circles.all_circles(db) else None

@@ -69,8 +69,14 @@ class Settings:
 # Every key with its default and a one-line explanation. `mailcircle init` writes this out
 # and a test checks that README.md documents each key.
 DOCUMENTED_KEYS: dict[str, tuple[str, str]] = {
-    "database": ('"mailcircle.db"', "SQLite file holding circles, members, the spool and the outbox"),
-    "inbound.smtp": ('"127.0.0.1:8025"', "host:port the SMTP server listens on; empty: no SMTP server"),
+    "database": (
+        '"mailcircle.db"',
+        "SQLite file holding circles, members, the spool and the outbox",
+    ),
+    "inbound.smtp": (
+        '"127.0.0.1:8025"',
+        "host:port the SMTP server listens on; empty: no SMTP server",
+    ),
     "inbound.lmtp": ('""', 'host:port for an LMTP server (e.g. "127.0.0.1:8024"); empty: none'),
     "inbound.max_message_bytes": ("26214400", "larger mail is refused during the SMTP dialogue"),
     "outbound.relay": (
@@ -107,9 +113,7 @@ def _take(table: dict[str, Any], key: str, prefix: str, kind: type, default: Any
     value = table[key]
     # bool is an int in Python; do not let `max_message_bytes = true` through.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(
-            f"setting {prefix}{key} must be {_kind_name(kind)}, not {value!r}"
-        )
+        raise ConfigError(f"setting {prefix}{key} must be {_kind_name(kind)}, not {value!r}")
     return value
 
 
@@ -133,9 +137,7 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> S
         if not isinstance(table, dict):
             raise ConfigError(f"setting {name} must be a table ([{name}]), not {table!r}")
     _check_known(inbound, "inbound.", {"smtp", "lmtp", "max_message_bytes"})
-    _check_known(
-        outbound, "outbound.", {"relay", "starttls", "user", "password_env", "maildir"}
-    )
+    _check_known(outbound, "outbound.", {"relay", "starttls", "user", "password_env", "maildir"})
 
     defaults_in, defaults_out = InboundSettings(), OutboundSettings()
     max_bytes = _take(inbound, "max_message_bytes", "inbound.", int, defaults_in.max_message_bytes)

@@ -49,7 +49,12 @@ class Circle:
 def validate_address(address: str) -> str:
     address = addresses.normalize(address)
     local, at, domain = address.rpartition("@")
-    if not at or not _LOCAL_PART.match(local) or "." not in domain.strip(".") and domain != "localhost":
+    if (
+        not at
+        or not _LOCAL_PART.match(local)
+        or "." not in domain.strip(".")
+        and domain != "localhost"
+    ):
         raise MailcircleError(
             f"{address!r} is not a usable circle address; give one like poets@example.org"
         )
@@ -69,9 +74,13 @@ def create(db: Database, clock: Clock, address: str, name: str) -> Circle:
     with transaction(db):
         if db.execute("SELECT 1 FROM circles WHERE address = ?", [address]).fetchone():
             raise AlreadyExists(f"there is already a circle at {address}")
-        row_id = db["circles"].insert(
-            {"address": address, "name": name, "settings": "{}", "created_at": iso(clock.now())}
-        ).last_pk
+        row_id = (
+            db["circles"]
+            .insert(
+                {"address": address, "name": name, "settings": "{}", "created_at": iso(clock.now())}
+            )
+            .last_pk
+        )
     return get(db, address, row_id=row_id)
 
 

@@ -210,8 +210,11 @@ class Worker:
             ),
             help_address=circle.action_address("help"),
         )
-        self._queue(job, self.composer.compose(circle, "submission_ack", ack, to=member.email,
-                                               answering=mail), "submission_ack")
+        self._queue(
+            job,
+            self.composer.compose(circle, "submission_ack", ack, to=member.email, answering=mail),
+            "submission_ack",
+        )
         return f"draft {draft.title!r} from {member.email} queued as submission #{submission_id}"
 
 

@@ -127,7 +127,9 @@ def _peer_text(peer: Any) -> str:
 
 
 class _EdgeController(Controller):
-    def __init__(self, handler: SpoolHandler, listen: HostPort, server_class: type[SMTP], **kw: Any):
+    def __init__(
+        self, handler: SpoolHandler, listen: HostPort, server_class: type[SMTP], **kw: Any
+    ):
         super().__init__(handler, hostname=listen.host, port=listen.port, **kw)
         self.server_class = server_class
 

@@ -162,6 +162,3 @@ def listing(db: Database, status: str | None = None, limit: int = 100) -> list[d
 
 def counts(db: Database) -> dict[str, int]:
     return dict(db.execute("SELECT status, COUNT(*) FROM spool GROUP BY status").fetchall())
-
-
-

@@ -46,7 +46,8 @@ class MaildirDrop:
         try:
             self._box.add(envelope + raw)
         except OSError as err:
-            raise DeliveryError(f"cannot write to the maildir {self.path}: {err}", permanent=False)
+            message = f"cannot write to the maildir {self.path}: {err}"
+            raise DeliveryError(message, permanent=False) from err
 
     def close(self) -> None:
         pass
@@ -71,8 +72,9 @@ class SMTPRelay:
         self._conn: smtplib.SMTP | None = None
 
     def _connect(self) -> smtplib.SMTP:
-        conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout,
-                            local_hostname=socket.gethostname())
+        conn = smtplib.SMTP(
+            self.host, self.port, timeout=self.timeout, local_hostname=socket.gethostname()
+        )
         conn.ehlo()
         if self.starttls:
             conn.starttls(context=ssl.create_default_context())
@@ -91,7 +93,8 @@ class SMTPRelay:
             except smtplib.SMTPServerDisconnected as err:
                 self._conn = None
                 if attempt == 2:
-                    raise DeliveryError(f"the relay closed the connection: {err}", permanent=False)
+                    message = f"the relay closed the connection: {err}"
+                    raise DeliveryError(message, permanent=False) from err
             except smtplib.SMTPRecipientsRefused as err:
                 code, reply = next(iter(err.recipients.values()))
                 raise _from_reply(code, reply) from None
