@@ -1,0 +1,191 @@
+"""The walking skeleton through real sockets: `mailcircle serve` as a process, smtplib as the
+writer's mail client, an aiosmtpd server as the outgoing relay that captures what is sent."""
+
+from __future__ import annotations
+
+import smtplib
+import sqlite3
+import time
+
+import pytest
+from conftest import CapturingRelay, Serve, draft, send
+
+from mailcircle import db as database
+from mailcircle.clock import SystemClock
+from mailcircle.config import HostPort
+from mailcircle.inbound.smtp import InboundServer
+
+
+def submissions(serve: Serve) -> list[dict]:
+    db = database.connect(serve.config.parent / "circle.db")
+    try:
+        return list(db.query("SELECT * FROM submissions ORDER BY id"))
+    finally:
+        db.close()
+
+
+def spool_rows(serve: Serve) -> list[dict]:
+    db = database.connect(serve.config.parent / "circle.db")
+    try:
+        return list(db.query("SELECT id, status, outcome FROM spool ORDER BY id"))
+    finally:
+        db.close()
+
+
+def settled_spool(serve: Serve, count: int, timeout: float = 15.0) -> list[dict]:
+    """The spool once ``count`` rows exist and the worker has dealt with every one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = spool_rows(serve)
+        if len(rows) >= count and all(row["status"] != "new" for row in rows):
+            return rows
+        time.sleep(0.05)
+    raise AssertionError(f"the worker did not settle {count} mails: {spool_rows(serve)}")
+
+
+def test_a_members_draft_is_stored_and_acknowledged_in_its_thread(
+    serve: Serve, relay: CapturingRelay, smtp_port: int
+) -> None:
+    serve.start(smtp_port)
+    raw = draft(
+        body="Ask: Does the last line land?\n\nso much depends\nupon\n\n   a red wheel\nbarrow\n",
+        extra={"References": "<earlier@example.net>"},
+    )
+    assert send(smtp_port, raw, mail_from="ann@example.net", to=["poets@example.org"]) == {}
+
+    [ack] = relay.wait_for(1)
+    [stored] = submissions(serve)
+    assert stored["title"] == "The Red Wheelbarrow"
+    assert stored["body"] == "so much depends\nupon\n\n   a red wheel\nbarrow"
+    assert stored["asks"] == "Does the last line land?"
+    assert stored["word_count"] == 8
+    assert stored["message_id"] == "<draft-1@example.net>"
+
+    message = ack.message
+    assert ack.rcpt_tos == ["ann@example.net"]
+    assert ack.mail_from == "poets+bounce@example.org"
+    assert message["From"] == "Poets <poets@example.org>"
+    assert message["To"] == "ann@example.net"
+    assert message["Subject"] == "Queued for the next round: The Red Wheelbarrow"
+    assert message["In-Reply-To"] == "<draft-1@example.net>"
+    assert message["References"] == "<earlier@example.net> <draft-1@example.net>"
+    assert message["Message-ID"].endswith("@example.org>")
+    assert message["Auto-Submitted"] == "auto-replied"
+    assert message["List-Id"] == '"Poets" <poets.example.org>'
+    body = message.get_content()
+    assert "Hello Ann," in body
+    assert "number 1 in the queue" in body
+    assert "Does the last line land?" in body
+    assert "The next round starts Monday" in body
+
+
+def test_a_non_member_is_told_and_nothing_is_queued(
+    serve: Serve, relay: CapturingRelay, smtp_port: int
+) -> None:
+    serve.start(smtp_port)
+    raw = draft(sender="Zed <zed@elsewhere.net>", message_id="<zed-1@elsewhere.net>")
+    send(smtp_port, raw, mail_from="zed@elsewhere.net", to=["poets@example.org"])
+
+    [refusal] = relay.wait_for(1)
+    assert refusal.rcpt_tos == ["zed@elsewhere.net"]
+    assert refusal.message["Subject"] == "Not delivered to Poets: The Red Wheelbarrow"
+    assert refusal.message["In-Reply-To"] == "<zed-1@elsewhere.net>"
+    assert "zed@elsewhere.net is not a member" in refusal.message.get_content()
+    assert submissions(serve) == []
+    [row] = spool_rows(serve)
+    assert row["status"] == "refused"
+    assert "not a member" in row["outcome"]
+
+
+def test_an_unknown_address_is_refused_during_the_dialogue(
+    serve: Serve, relay: CapturingRelay, smtp_port: int
+) -> None:
+    serve.start(smtp_port)
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        send(smtp_port, draft(to="novelists@example.org"), mail_from="ann@example.net",
+             to=["novelists@example.org"])
+    code, text = refused.value.recipients["novelists@example.org"]
+    assert code == 550
+    assert b"there is no writing circle at this address" in text
+    # A plus-address of a real circle is the circle's, and is accepted.
+    assert send(smtp_port, draft(), mail_from="ann@example.net", to=["poets+help@example.org"]) == {}
+    [row] = settled_spool(serve, 1)
+    assert row["status"] == "unhandled"
+    assert "+help is not handled yet" in row["outcome"]
+
+
+def test_the_same_message_twice_makes_one_submission(
+    serve: Serve, relay: CapturingRelay, smtp_port: int
+) -> None:
+    serve.start(smtp_port)
+    raw = draft()
+    send(smtp_port, raw, mail_from="ann@example.net", to=["poets@example.org"])
+    send(smtp_port, raw, mail_from="ann@example.net", to=["poets@example.org"])
+    relay.wait_for(1)
+    rows = settled_spool(serve, 2)
+    assert [row["status"] for row in rows] == ["done", "duplicate"]
+    assert len(submissions(serve)) == 1
+    assert len(relay.mails) == 1
+
+
+def test_mail_spooled_before_a_crash_is_processed_after_restart(
+    serve: Serve, relay: CapturingRelay, smtp_port: int, tmp_path
+) -> None:
+    # Only the network edge runs: mail is accepted (250) and spooled, and no worker exists,
+    # exactly as if the process died between the 250 and processing.
+    edge = InboundServer(
+        tmp_path / "circle.db", SystemClock(), HostPort("127.0.0.1", smtp_port),
+        max_message_bytes=1_000_000,
+    )
+    edge.start()
+    try:
+        for n in range(3):
+            raw = draft(subject=f"Poem {n}", message_id=f"<poem-{n}@example.net>")
+            assert send(smtp_port, raw, mail_from="ann@example.net", to=["poets@example.org"]) == {}
+    finally:
+        edge.stop()
+    assert [row["status"] for row in spool_rows(serve)] == ["new"] * 3
+    assert relay.mails == []
+
+    serve.start(smtp_port)
+    acks = relay.wait_for(3)
+    assert sorted(m.message["Subject"] for m in acks) == [
+        f"Queued for the next round: Poem {n}" for n in range(3)
+    ]
+    assert [s["title"] for s in submissions(serve)] == ["Poem 0", "Poem 1", "Poem 2"]
+
+
+def test_a_killed_server_loses_nothing_it_accepted(
+    serve: Serve, relay: CapturingRelay, smtp_port: int
+) -> None:
+    serve.start(smtp_port)
+    accepted = 0
+    for n in range(20):
+        raw = draft(subject=f"Poem {n}", message_id=f"<kill-{n}@example.net>")
+        send(smtp_port, raw, mail_from="ann@example.net", to=["poets@example.org"])
+        accepted += 1
+    serve.kill()  # SIGKILL: no clean shutdown, whatever the worker was doing
+    serve.start(smtp_port)
+    acks = relay.wait_for(accepted)
+    titles = sorted(s["title"] for s in submissions(serve))
+    assert titles == sorted(f"Poem {n}" for n in range(accepted))
+    assert len({a.message["In-Reply-To"] for a in acks}) == accepted
+
+
+def test_oversize_mail_is_refused_with_552(tmp_path, relay, smtp_port) -> None:
+    from conftest import write_settings
+
+    config = write_settings(tmp_path / "mailcircle.toml", smtp_port=smtp_port, relay_port=relay.port)
+    config.write_text(config.read_text().replace("[inbound]", "[inbound]\nmax_message_bytes = 2048"))
+    runner = Serve(config)
+    runner.cli("circle", "create", "poets@example.org", "--name", "Poets")
+    runner.start(smtp_port)
+    try:
+        with pytest.raises(smtplib.SMTPException) as refused:
+            send(smtp_port, draft(body="word " * 2000), mail_from="a@example.net",
+                 to=["poets@example.org"])
+        assert "552" in str(refused.value)
+        conn = sqlite3.connect(tmp_path / "circle.db")
+        assert conn.execute("SELECT COUNT(*) FROM spool").fetchone()[0] == 0
+    finally:
+        runner.stop()
