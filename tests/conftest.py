@@ -80,10 +80,13 @@ class CapturingRelay:
         return "250 OK"
 
     def wait_for(self, count: int, timeout: float = 15.0) -> list[Captured]:
+        return self.wait_until(lambda mails: len(mails) >= count, f"{count} mails", timeout)
+
+    def wait_until(self, predicate, what: str, timeout: float = 15.0) -> list[Captured]:  # noqa: ANN001
         with self._changed:
-            if not self._changed.wait_for(lambda: len(self.mails) >= count, timeout):
+            if not self._changed.wait_for(lambda: predicate(self.mails), timeout):
                 raise AssertionError(
-                    f"expected {count} outgoing mails within {timeout}s, got {len(self.mails)}"
+                    f"expected {what} within {timeout}s; the relay has {len(self.mails)} mails"
                 )
             return list(self.mails)
 

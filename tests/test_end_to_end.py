@@ -166,10 +166,18 @@ def test_a_killed_server_loses_nothing_it_accepted(
         accepted += 1
     serve.kill()  # SIGKILL: no clean shutdown, whatever the worker was doing
     serve.start(smtp_port)
-    acks = relay.wait_for(accepted)
+    acks = relay.wait_until(
+        lambda mails: len({m.message["In-Reply-To"] for m in mails}) == accepted,
+        f"an acknowledgement for each of the {accepted} drafts",
+    )
     titles = sorted(s["title"] for s in submissions(serve))
     assert titles == sorted(f"Poem {n}" for n in range(accepted))
-    assert len({a.message["In-Reply-To"] for a in acks}) == accepted
+    # A kill in the instant between the relay's 250 and our commit can send an ack again;
+    # it then carries the same Message-ID, so mail clients show it once.
+    ids_per_draft: dict[str, set[str]] = {}
+    for ack in acks:
+        ids_per_draft.setdefault(ack.message["In-Reply-To"], set()).add(ack.message["Message-ID"])
+    assert all(len(ids) == 1 for ids in ids_per_draft.values())
 
 
 def test_oversize_mail_is_refused_with_552(tmp_path, relay, smtp_port) -> None:

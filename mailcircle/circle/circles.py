@@ -49,19 +49,15 @@ class Circle:
 def validate_address(address: str) -> str:
     address = addresses.normalize(address)
     local, at, domain = address.rpartition("@")
-    if (
-        not at
-        or not _LOCAL_PART.match(local)
-        or "." not in domain.strip(".")
-        and domain != "localhost"
-    ):
-        raise MailcircleError(
-            f"{address!r} is not a usable circle address; give one like poets@example.org"
-        )
     if addresses.SEPARATOR in local:
         raise MailcircleError(
             f"a circle address cannot contain '{addresses.SEPARATOR}': "
             "it separates the circle from commands (poets+help@...)"
+        )
+    domain_ok = "." in domain.strip(".") or domain == "localhost"
+    if not at or not _LOCAL_PART.match(local) or not domain_ok:
+        raise MailcircleError(
+            f"{address!r} is not a usable circle address; give one like poets@example.org"
         )
     return address
 

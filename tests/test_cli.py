@@ -1,0 +1,148 @@
+"""The moderator's command line, through click's runner, asserting the exact text printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+from conftest import draft
+
+from mailcircle import db as database
+from mailcircle.cli import main
+from mailcircle.clock import FakeClock
+from mailcircle.inbound import spool
+
+
+@pytest.fixture
+def run(tmp_path: Path):  # noqa: ANN201
+    config = tmp_path / "mailcircle.toml"
+    config.write_text('database = "circle.db"\n')
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(main, ["--config", str(config), *args])
+
+    return invoke
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_circles_and_members_round_trip(run) -> None:  # noqa: ANN001
+    assert ok(run("circle", "list")) == (
+        "No circles yet. Create one: mailcircle circle create ADDRESS --name NAME\n"
+    )
+    assert ok(run("circle", "create", "Poets@Example.org", "--name", "Poets")) == (
+        "Created circle Poets at poets@example.org.\n"
+    )
+    assert ok(run("members", "add", "poets@example.org", "Ann@Example.net", "--name", "Ann")) == (
+        "Added ann@example.net to Poets.\n"
+    )
+    ok(run("members", "add", "poets@example.org", "ben@example.net"))
+    assert ok(run("members", "list", "poets@example.org")).splitlines() == [
+        "EMAIL            NAME  STATUS",
+        "ann@example.net  Ann   active",
+        "ben@example.net        active",
+    ]
+    assert ok(run("circle", "list")).splitlines() == [
+        "ADDRESS            NAME   MEMBERS",
+        "poets@example.org  Poets  2",
+    ]
+    assert ok(run("members", "remove", "poets@example.org", "ben@example.net")) == (
+        "Removed ben@example.net from Poets.\n"
+    )
+    assert "ben@" not in ok(run("members", "list", "poets@example.org"))
+    # Someone who left can be added again.
+    ok(run("members", "add", "poets@example.org", "ben@example.net"))
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (("circle", "create", "poets", "--name", "Poets"),
+         "'poets' is not a usable circle address; give one like poets@example.org"),
+        (("circle", "create", "poets+x@example.org", "--name", "Poets"),
+         "a circle address cannot contain '+': it separates the circle from commands "
+         "(poets+help@...)"),
+        (("circle", "create", "poets@example.org", "--name", "Poets"),
+         "there is already a circle at poets@example.org"),
+        (("members", "add", "novelists@example.org", "ann@example.net"),
+         "no circle at novelists@example.org (see `mailcircle circle list`)"),
+        (("members", "add", "poets@example.org", "not an address"),
+         "'not an address' is not an email address"),
+        (("members", "add", "poets@example.org", "ann@example.net"),
+         "ann@example.net is already a member of poets@example.org"),
+        (("members", "remove", "poets@example.org", "zed@example.net"),
+         "zed@example.net is not a member of poets@example.org"),
+        (("inbox", "show", "42"), "there is no inbound message #42 (see `mailcircle inbox list`)"),
+        (("inbox", "retry", "42"), "there is no inbound message #42 (see `mailcircle inbox list`)"),
+    ],
+)
+def test_errors_are_one_line(run, args: tuple[str, ...], error: str) -> None:  # noqa: ANN001
+    ok(run("circle", "create", "poets@example.org", "--name", "Poets"))
+    ok(run("members", "add", "poets@example.org", "ann@example.net"))
+    result = run(*args)
+    assert result.exit_code == 1
+    assert result.output == f"Error: {error}\n"
+
+
+def test_inbox_list_show_and_retry(run, tmp_path: Path) -> None:  # noqa: ANN001
+    ok(run("circle", "create", "poets@example.org", "--name", "Poets"))
+    db = database.connect(tmp_path / "circle.db")
+    [spool_id] = spool.store(
+        db, FakeClock(), source="smtp", peer="127.0.0.1:5000", mail_from="ann@example.net",
+        recipients=[("poets@example.org", 1)], raw=draft(),
+    )
+    listing = ok(run("inbox", "list")).splitlines()
+    assert listing[0].split() == ["ID", "RECEIVED", "STATUS", "FROM", "TO", "OUTCOME"]
+    assert listing[1].split()[2:5] == ["new", "ann@example.net", "poets@example.org"]
+    assert ok(run("inbox", "list", "--status", "failed")) == "No inbound mail with status failed.\n"
+    shown = ok(run("inbox", "show", str(spool_id)))
+    assert "Message-ID:    <draft-1@example.net>" in shown
+    assert "Status:        new" in shown
+    assert "Subject: The Red Wheelbarrow" in shown
+    raw = run("inbox", "show", str(spool_id), "--raw")
+    assert raw.exit_code == 0 and raw.stdout_bytes == draft()
+
+    retry = run("inbox", "retry", str(spool_id))
+    assert retry.output == f"Error: inbound message #{spool_id} is already waiting to be processed\n"
+    db.execute("UPDATE spool SET status = 'failed', error = 'boom' WHERE id = ?", [spool_id])
+    assert ok(run("inbox", "retry", str(spool_id))) == (
+        f"Inbound #{spool_id} is queued to be processed again.\n"
+    )
+    assert spool.get(db, spool_id).status == "new"
+
+
+def test_outbox_list_when_empty(run) -> None:  # noqa: ANN001
+    assert ok(run("outbox", "list")) == "No outgoing mail yet.\n"
+
+
+def all_commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in sorted(group.commands.items()):
+        full = f"{prefix}{name}"
+        found.append((full, command))
+        if isinstance(command, click.Group):
+            found += all_commands(command, full + " ")
+    return found
+
+
+@pytest.mark.parametrize(("name", "command"), all_commands(main), ids=lambda v: str(v))
+def test_every_command_explains_itself(name: str, command: click.Command) -> None:
+    result = CliRunner().invoke(main, [*name.split(), "--help"])
+    assert result.exit_code == 0
+    assert command.help and len(command.help.split()) >= 3, f"`mailcircle {name}` needs a --help text"
+    assert f"Usage: main {name}" in result.output
+
+
+def test_every_command_and_setting_is_documented_in_the_readme() -> None:
+    from mailcircle.config import DOCUMENTED_KEYS
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    missing = [name for name, _ in all_commands(main) if f"mailcircle {name}" not in readme]
+    assert missing == [], f"README.md does not mention: {missing}"
+    keys = [key.rpartition(".")[2] for key in DOCUMENTED_KEYS]
+    assert [key for key in keys if f"{key} =" not in readme] == []

@@ -1,0 +1,176 @@
+"""The worker's pipeline, called directly on spooled mail (unit level, real SQLite)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import shutil
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from conftest import SHARED, draft
+
+from mailcircle.circle.circles import Circle
+from mailcircle.inbound import spool
+from mailcircle.inbound.process import Worker
+from mailcircle.outbound.compose import Composer, default_templates_dir
+
+CPYTHON_EMAIL_DATA = Path(email.__file__).parents[1] / "test" / "test_email" / "data"
+
+
+def spool_one(db, clock, raw: bytes, *, mail_from="ann@example.net", to="poets@example.org"):  # noqa: ANN001, ANN201
+    [spool_id] = spool.store(
+        db, clock, source="smtp", peer="", mail_from=mail_from, recipients=[(to, 1)], raw=raw
+    )
+    return spool.get(db, spool_id)
+
+
+def outgoing(db) -> list[EmailMessage]:  # noqa: ANN001
+    return [
+        email.message_from_bytes(row["raw"], policy=email.policy.default)  # type: ignore[misc]
+        for row in db.query("SELECT raw FROM outbox ORDER BY id")
+    ]
+
+
+@pytest.fixture
+def worker(db, clock, poets: Circle) -> Worker:  # noqa: ANN001
+    return Worker(db, clock, Composer(clock))
+
+
+def test_a_draft_becomes_a_submission_and_an_ack_in_one_transaction(db, clock, worker) -> None:  # noqa: ANN001
+    mail = spool_one(db, clock, draft())
+    assert worker.process(mail) == "done"
+    [submission] = db.query("SELECT * FROM submissions")
+    assert submission["spool_id"] == mail.id
+    [ack] = outgoing(db)
+    assert ack["To"] == "ann@example.net"
+    assert ack["In-Reply-To"] == "<draft-1@example.net>"
+    assert spool.get(db, mail.id).outcome == (
+        "draft 'The Red Wheelbarrow' from ann@example.net queued as submission #1"
+    )
+
+
+def test_a_failure_rolls_back_keeps_the_mail_and_can_be_retried(
+    db, clock, poets, tmp_path: Path  # noqa: ANN001
+) -> None:
+    broken = tmp_path / "templates"
+    shutil.copytree(default_templates_dir(), broken)
+    (broken / "submission_ack.txt").write_text("Subject: {{ no_such_field }}\n\nhi\n")
+    mail = spool_one(db, clock, draft())
+
+    assert Worker(db, clock, Composer(clock, broken)).process(mail) == "failed"
+    failed = spool.get(db, mail.id)
+    assert failed.outcome.startswith("could not be processed: MailcircleError: template")
+    assert "Traceback" in failed.error and "no_such_field" in failed.error
+    assert list(db.query("SELECT * FROM submissions")) == []  # rolled back with the ack
+    assert outgoing(db) == []
+
+    spool.retry(db, mail.id)
+    assert Worker(db, clock, Composer(clock)).process(spool.get(db, mail.id)) == "done"
+    assert len(list(db.query("SELECT * FROM submissions"))) == 1
+    assert len(outgoing(db)) == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({"Auto-Submitted": "auto-replied"}, "it says Auto-Submitted: auto-replied"),
+        ({"X-Autoreply": "yes"}, "it carries X-Autoreply, so it is an automatic answer"),
+        ({"Precedence": "bulk"}, "it says Precedence: bulk"),
+        ({"List-Id": "<other.lists.example.com>"}, "it came through a mailing list"),
+    ],
+)
+def test_automatic_mail_is_never_answered(db, clock, worker, headers, reason) -> None:  # noqa: ANN001
+    mail = spool_one(db, clock, draft(subject="Out of office", extra=headers))
+    assert worker.process(mail) == "ignored"
+    assert spool.get(db, mail.id).outcome == f"not answered because {reason}"
+    assert outgoing(db) == [] and list(db.query("SELECT * FROM submissions")) == []
+
+
+def test_a_bounce_is_kept_and_not_answered(db, clock, worker) -> None:  # noqa: ANN001
+    mail = spool_one(db, clock, draft(sender="MAILER-DAEMON@example.net"), mail_from="")
+    assert worker.process(mail) == "unhandled"
+    assert "bounce" in spool.get(db, mail.id).outcome
+    assert outgoing(db) == []
+
+
+def test_a_non_member_from_a_list_is_refused_without_backscatter(db, clock, worker) -> None:  # noqa: ANN001
+    raw = draft(sender="zed@elsewhere.net", extra={"Precedence": "list"})
+    mail = spool_one(db, clock, raw, mail_from="zed@elsewhere.net")
+    assert worker.process(mail) == "ignored"
+    assert outgoing(db) == []
+
+
+def test_a_non_member_is_refused_and_told(db, clock, worker) -> None:  # noqa: ANN001
+    mail = spool_one(db, clock, draft(sender="zed@elsewhere.net"), mail_from="zed@elsewhere.net")
+    assert worker.process(mail) == "refused"
+    assert spool.get(db, mail.id).outcome == (
+        "a draft from zed@elsewhere.net, who is not a member; zed@elsewhere.net was told why"
+    )
+    [refusal] = outgoing(db)
+    assert refusal["To"] == "zed@elsewhere.net"
+
+
+def test_an_empty_mail_is_refused_kindly(db, clock, worker) -> None:  # noqa: ANN001
+    mail = spool_one(db, clock, draft(body="\n\n   \n"))
+    assert worker.process(mail) == "refused"
+    [answer] = outgoing(db)
+    assert answer["Subject"] == 'No draft found in "The Red Wheelbarrow"'
+    assert "there was no draft in it" in answer.get_content()
+
+
+def test_an_html_only_poem_keeps_its_lines(db, clock, worker) -> None:  # noqa: ANN001
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "ann@example.net", "poets@example.org", "Spring"
+    msg["Message-ID"] = "<html-1@example.net>"
+    msg.set_content("<div>the rain</div><div>&nbsp; &nbsp;on the roof</div><p>and then</p>",
+                    subtype="html")
+    worker.process(spool_one(db, clock, msg.as_bytes()))
+    [submission] = db.query("SELECT body FROM submissions")
+    assert submission["body"] == "the rain\n   on the roof\nand then"
+
+
+def test_a_draft_attached_as_txt_is_read(db, clock, worker) -> None:  # noqa: ANN001
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "ann@example.net", "poets@example.org", "Chapter 1"
+    msg["Message-ID"] = "<att-1@example.net>"
+    msg.set_content("")
+    msg.add_attachment(b"It was a dark\nand stormy night.\n", maintype="text", subtype="plain",
+                       filename="chapter1.txt")
+    assert worker.process(spool_one(db, clock, msg.as_bytes())) == "done"
+    [submission] = db.query("SELECT body, word_count FROM submissions")
+    assert submission == {"body": "It was a dark\nand stormy night.", "word_count": 7}
+
+
+def test_mail_without_message_id_is_deduplicated_by_content(db, clock, worker) -> None:  # noqa: ANN001
+    raw = draft(message_id=None)
+    first, second = spool_one(db, clock, raw), spool_one(db, clock, raw)
+    assert worker.process(first) == "done"
+    assert worker.process(second) == "duplicate"
+    assert spool.get(db, second.id).outcome == (
+        f"the same mail as inbound #{first.id}; nothing was done again"
+    )
+    assert len(outgoing(db)) == 1
+
+
+def robustness_set() -> list[Path]:
+    files = sorted((SHARED / "corpora" / "mail_fixtures").rglob("*.eml"))
+    files += sorted(CPYTHON_EMAIL_DATA.glob("msg_*.txt"))
+    return files
+
+
+def test_the_robustness_set_is_present() -> None:
+    # CI must not pass by finding nothing to read.
+    assert len(robustness_set()) > 100
+
+
+@pytest.mark.parametrize("path", robustness_set(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_odd_real_world_mail_never_crashes_the_worker(db, clock, worker, path: Path) -> None:  # noqa: ANN001
+    mail = spool_one(db, clock, path.read_bytes())
+    status = worker.process(mail)
+    after = spool.get(db, mail.id)
+    assert status in spool.STATUSES and status not in ("new", "failed"), after.error
+    assert after.outcome
+    for answer in outgoing(db):  # whoever gets an answer gets readable text, never a traceback
+        assert "Traceback" not in answer.get_content()
