@@ -65,11 +65,13 @@ class CapturingRelay:
     def __init__(self) -> None:
         self.port = free_port()
         self.mails: list[Captured] = []
+        self.peers: set = set()  # one entry per SMTP connection that sent DATA
         self.refuse_with: str | None = None  # e.g. "451 4.3.0 try later" to simulate trouble
         self._changed = threading.Condition()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+        self.peers.add(session.peer)
         if self.refuse_with:
             return self.refuse_with
         with self._changed:
