@@ -302,12 +302,19 @@ def outbox_list(state: _State, status: str | None, limit: int) -> None:
     show_default=True,
     help="How much to log to standard error.",
 )
+@click.option(
+    "--sample/--no-sample",
+    default=None,
+    help="Create the sample circle if there is no circle yet. "
+    "Default: only when no settings file is in use.",
+)
 @pass_state
-def serve(state: _State, log_level: str) -> None:
+def serve(state: _State, log_level: str, sample: bool | None) -> None:
     """Run the circle: SMTP (and LMTP) server, worker and outgoing mail, until stopped.
 
-    On a database with no circle yet it creates a sample circle, Poets at poets@localhost,
-    with the member you@localhost, and prints how to mail it a draft. Stop with Ctrl-C.
+    Run without a settings file on a database with no circle yet, it creates a sample
+    circle, Poets at poets@localhost, with the member you@localhost, and prints how to
+    mail it a draft. Stop with Ctrl-C (or SIGTERM): mail being processed is finished first.
     """
     from mailcircle.service import Service  # import late: --help stays quick
 
@@ -322,7 +329,10 @@ def serve(state: _State, log_level: str) -> None:
     )
     settings = state.settings
     db = state.db
-    sample = _ensure_sample_circle(state) if not circles.all_circles(db) else None
+    no_circles = not circles.all_circles(db)
+    if sample is None:  # the embedded default gets a sample; a configured install does not
+        sample = settings.source is None
+    created = _ensure_sample_circle(state) if no_circles and sample else None
     service = Service(settings, clock=state.clock)
     try:
         service.start()
@@ -339,7 +349,7 @@ def serve(state: _State, log_level: str) -> None:
         click.echo(f"  Outgoing mail through the relay {out.relay}")
     else:
         click.echo(f"  Outgoing mail into the Maildir {out.maildir} (no relay set)")
-    if sample and settings.inbound.smtp:
+    if created and settings.inbound.smtp:
         smtp = settings.inbound.smtp
         click.echo(
             f"\nCreated a sample circle, Poets at {SAMPLE_CIRCLE}, with the member {SAMPLE_MEMBER}."
@@ -349,6 +359,11 @@ def serve(state: _State, log_level: str) -> None:
             f"To: {SAMPLE_CIRCLE}\\r\\nSubject: My first poem\\r\\n\\r\\nso much depends\\r\\n"
             f"upon\\r\\n')\"\n"
             f"and the acknowledgement appears in {out.maildir}/new/."
+        )
+    elif no_circles and not created:
+        click.echo(
+            "\nThere is no circle yet, so every mail will be refused. Create one:\n"
+            "  mailcircle circle create ADDRESS --name NAME"
         )
     click.echo("Press Ctrl-C to stop.")
     stop = threading.Event()

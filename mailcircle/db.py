@@ -163,7 +163,14 @@ def connect(path: str | Path) -> Database:
 
 @contextlib.contextmanager
 def transaction(db: Database) -> Iterator[Database]:
-    """One write transaction: BEGIN IMMEDIATE, COMMIT on success, ROLLBACK on any error."""
+    """One write transaction: BEGIN IMMEDIATE, COMMIT on success, ROLLBACK on any error.
+
+    Inside another transaction it is a savepoint, undone alone if its block fails.
+    """
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
     db.conn.execute("BEGIN IMMEDIATE")
     try:
         yield db

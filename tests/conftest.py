@@ -191,7 +191,9 @@ def smtp_port() -> int:
 @pytest.fixture
 def serve(tmp_path: Path, relay: CapturingRelay, smtp_port: int) -> Iterator[Serve]:
     """A settings file for a real `serve`, with Poets (Ann, Ben) created through the CLI."""
-    config = write_settings(tmp_path / "mailcircle.toml", smtp_port=smtp_port, relay_port=relay.port)
+    config = write_settings(
+        tmp_path / "mailcircle.toml", smtp_port=smtp_port, relay_port=relay.port
+    )
     runner = Serve(config)
     runner.cli("circle", "create", "poets@example.org", "--name", "Poets")
     runner.cli("members", "add", "poets@example.org", "ann@example.net", "--name", "Ann")

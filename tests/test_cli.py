@@ -62,21 +62,35 @@ def test_circles_and_members_round_trip(run) -> None:  # noqa: ANN001
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (("circle", "create", "poets", "--name", "Poets"),
-         "'poets' is not a usable circle address; give one like poets@example.org"),
-        (("circle", "create", "poets+x@example.org", "--name", "Poets"),
-         "a circle address cannot contain '+': it separates the circle from commands "
-         "(poets+help@...)"),
-        (("circle", "create", "poets@example.org", "--name", "Poets"),
-         "there is already a circle at poets@example.org"),
-        (("members", "add", "novelists@example.org", "ann@example.net"),
-         "no circle at novelists@example.org (see `mailcircle circle list`)"),
-        (("members", "add", "poets@example.org", "not an address"),
-         "'not an address' is not an email address"),
-        (("members", "add", "poets@example.org", "ann@example.net"),
-         "ann@example.net is already a member of poets@example.org"),
-        (("members", "remove", "poets@example.org", "zed@example.net"),
-         "zed@example.net is not a member of poets@example.org"),
+        (
+            ("circle", "create", "poets", "--name", "Poets"),
+            "'poets' is not a usable circle address; give one like poets@example.org",
+        ),
+        (
+            ("circle", "create", "poets+x@example.org", "--name", "Poets"),
+            "a circle address cannot contain '+': it separates the circle from commands "
+            "(poets+help@...)",
+        ),
+        (
+            ("circle", "create", "poets@example.org", "--name", "Poets"),
+            "there is already a circle at poets@example.org",
+        ),
+        (
+            ("members", "add", "novelists@example.org", "ann@example.net"),
+            "no circle at novelists@example.org (see `mailcircle circle list`)",
+        ),
+        (
+            ("members", "add", "poets@example.org", "not an address"),
+            "'not an address' is not an email address",
+        ),
+        (
+            ("members", "add", "poets@example.org", "ann@example.net"),
+            "ann@example.net is already a member of poets@example.org",
+        ),
+        (
+            ("members", "remove", "poets@example.org", "zed@example.net"),
+            "zed@example.net is not a member of poets@example.org",
+        ),
         (("inbox", "show", "42"), "there is no inbound message #42 (see `mailcircle inbox list`)"),
         (("inbox", "retry", "42"), "there is no inbound message #42 (see `mailcircle inbox list`)"),
     ],
@@ -93,8 +107,13 @@ def test_inbox_list_show_and_retry(run, tmp_path: Path) -> None:  # noqa: ANN001
     ok(run("circle", "create", "poets@example.org", "--name", "Poets"))
     db = database.connect(tmp_path / "circle.db")
     [spool_id] = spool.store(
-        db, FakeClock(), source="smtp", peer="127.0.0.1:5000", mail_from="ann@example.net",
-        recipients=[("poets@example.org", 1)], raw=draft(),
+        db,
+        FakeClock(),
+        source="smtp",
+        peer="127.0.0.1:5000",
+        mail_from="ann@example.net",
+        recipients=[("poets@example.org", 1)],
+        raw=draft(),
     )
     listing = ok(run("inbox", "list")).splitlines()
     assert listing[0].split() == ["ID", "RECEIVED", "STATUS", "FROM", "TO", "OUTCOME"]
@@ -108,7 +127,9 @@ def test_inbox_list_show_and_retry(run, tmp_path: Path) -> None:  # noqa: ANN001
     assert raw.exit_code == 0 and raw.stdout_bytes == draft()
 
     retry = run("inbox", "retry", str(spool_id))
-    assert retry.output == f"Error: inbound message #{spool_id} is already waiting to be processed\n"
+    assert (
+        retry.output == f"Error: inbound message #{spool_id} is already waiting to be processed\n"
+    )
     db.execute("UPDATE spool SET status = 'failed', error = 'boom' WHERE id = ?", [spool_id])
     assert ok(run("inbox", "retry", str(spool_id))) == (
         f"Inbound #{spool_id} is queued to be processed again.\n"
@@ -134,7 +155,9 @@ def all_commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.
 def test_every_command_explains_itself(name: str, command: click.Command) -> None:
     result = CliRunner().invoke(main, [*name.split(), "--help"])
     assert result.exit_code == 0
-    assert command.help and len(command.help.split()) >= 3, f"`mailcircle {name}` needs a --help text"
+    assert command.help and len(command.help.split()) >= 3, (
+        f"`mailcircle {name}` needs a --help text"
+    )
     assert f"Usage: main {name}" in result.output
 
 

@@ -68,21 +68,39 @@ def test_relay_and_lmtp_are_read(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[inbound]\nsmpt = "x"\n', "unknown setting inbound.smpt (known here: inbound.lmtp, "
-         "inbound.max_message_bytes, inbound.smtp)"),
+        (
+            '[inbound]\nsmpt = "x"\n',
+            "unknown setting inbound.smpt (known here: inbound.lmtp, "
+            "inbound.max_message_bytes, inbound.smtp)",
+        ),
         ('databse = "x.db"\n', "unknown setting databse (known here: database, inbound, outbound)"),
-        ('[inbound]\nsmtp = "localhost"\n', 'setting inbound.smtp must be host:port like '
-         '"127.0.0.1:8025" (port 1-65535), not \'localhost\''),
-        ('[inbound]\nsmtp = "127.0.0.1:70000"\n', 'setting inbound.smtp must be host:port like '
-         '"127.0.0.1:8025" (port 1-65535), not \'127.0.0.1:70000\''),
-        ("[inbound]\nmax_message_bytes = \"big\"\n",
-         "setting inbound.max_message_bytes must be a whole number, not 'big'"),
-        ("[inbound]\nmax_message_bytes = 10\n",
-         "setting inbound.max_message_bytes must be at least 1024, not 10"),
-        ('[outbound]\nstarttls = "yes"\n', "setting outbound.starttls must be true or false, not 'yes'"),
-        ('[outbound]\npassword_env = "PW"\n',
-         "setting outbound.password_env is set but outbound.user is empty"),
-        ('inbound = 3\n', "setting inbound must be a table ([inbound]), not 3"),
+        (
+            '[inbound]\nsmtp = "localhost"\n',
+            "setting inbound.smtp must be host:port like "
+            "\"127.0.0.1:8025\" (port 1-65535), not 'localhost'",
+        ),
+        (
+            '[inbound]\nsmtp = "127.0.0.1:70000"\n',
+            "setting inbound.smtp must be host:port like "
+            "\"127.0.0.1:8025\" (port 1-65535), not '127.0.0.1:70000'",
+        ),
+        (
+            '[inbound]\nmax_message_bytes = "big"\n',
+            "setting inbound.max_message_bytes must be a whole number, not 'big'",
+        ),
+        (
+            "[inbound]\nmax_message_bytes = 10\n",
+            "setting inbound.max_message_bytes must be at least 1024, not 10",
+        ),
+        (
+            '[outbound]\nstarttls = "yes"\n',
+            "setting outbound.starttls must be true or false, not 'yes'",
+        ),
+        (
+            '[outbound]\npassword_env = "PW"\n',
+            "setting outbound.password_env is set but outbound.user is empty",
+        ),
+        ("inbound = 3\n", "setting inbound must be a table ([inbound]), not 3"),
     ],
 )
 def test_a_bad_setting_is_one_sentence_naming_the_key(

@@ -13,9 +13,7 @@ def test_connections_are_wal_with_a_busy_timeout_and_foreign_keys(db) -> None:  
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA busy_timeout").fetchone()[0] == database.BUSY_TIMEOUT_MS
     with pytest.raises(sqlite3.IntegrityError):
-        db.execute(
-            "INSERT INTO members (circle_id, email, joined_at) VALUES (99, 'a@b.c', 'now')"
-        )
+        db.execute("INSERT INTO members (circle_id, email, joined_at) VALUES (99, 'a@b.c', 'now')")
 
 
 def test_migrations_are_recorded_and_applied_once(db_path) -> None:  # noqa: ANN001
@@ -34,3 +32,13 @@ def test_a_failed_transaction_leaves_nothing_behind(db) -> None:  # noqa: ANN001
             db["circles"].insert({"address": "a@b.org", "name": "A", "created_at": "now"})
             raise RuntimeError("boom")
     assert db.execute("SELECT COUNT(*) FROM circles").fetchone()[0] == 0
+
+
+def test_a_nested_transaction_is_a_savepoint(db) -> None:  # noqa: ANN001
+    with database.transaction(db):
+        db["circles"].insert({"address": "a@b.org", "name": "A", "created_at": "now"})
+        with pytest.raises(RuntimeError):
+            with database.transaction(db):
+                db["circles"].insert({"address": "c@d.org", "name": "C", "created_at": "now"})
+                raise RuntimeError("boom")
+    assert [r["address"] for r in db.query("SELECT address FROM circles")] == ["a@b.org"]

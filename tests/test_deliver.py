@@ -23,8 +23,14 @@ def queue_mails(db, clock, count: int = 1) -> list[int]:  # noqa: ANN001
             msg["Message-ID"] = f"<out-{n}@example.org>"
             msg.set_content("Hello.\n")
             ids.append(
-                outbox.queue(db, msg, now=clock.now(), circle_id=None, purpose="test",
-                             mail_from="poets+bounce@example.org")
+                outbox.queue(
+                    db,
+                    msg,
+                    now=clock.now(),
+                    circle_id=None,
+                    purpose="test",
+                    mail_from="poets+bounce@example.org",
+                )
             )
     return ids
 
@@ -35,7 +41,11 @@ def test_mail_goes_through_one_kept_connection(db, clock, relay: CapturingRelay)
     assert deliver_due(db, clock, transport) == 3
     transport.close()
     mails = relay.wait_for(3)
-    assert [m.rcpt_tos for m in mails] == [["m0@example.net"], ["m1@example.net"], ["m2@example.net"]]
+    assert [m.rcpt_tos for m in mails] == [
+        ["m0@example.net"],
+        ["m1@example.net"],
+        ["m2@example.net"],
+    ]
     assert {m.mail_from for m in mails} == {"poets+bounce@example.org"}
     assert len(relay.peers) == 1
     assert [outbox.get(db, i).status for i in ids] == ["sent"] * 3
@@ -55,9 +65,10 @@ def test_a_temporary_refusal_is_retried_with_backoff(db, clock, relay: Capturing
 
     clock.advance(minutes=1)
     deliver_due(db, clock, transport)
-    assert db["outbox"].get(mail_id)["next_attempt_at"] == (
-        clock.now() + timedelta(minutes=2)
-    ).isoformat()
+    assert (
+        db["outbox"].get(mail_id)["next_attempt_at"]
+        == (clock.now() + timedelta(minutes=2)).isoformat()
+    )
 
     relay.refuse_with = None
     clock.advance(minutes=2)
@@ -74,7 +85,10 @@ def test_a_permanent_refusal_is_recorded_and_not_retried(db, clock, relay) -> No
     deliver_due(db, clock, transport)
     transport.close()
     row = db["outbox"].get(mail_id)
-    assert (row["status"], row["last_error"]) == ("failed", "the relay answered 550 5.1.1 No such user")
+    assert (row["status"], row["last_error"]) == (
+        "failed",
+        "the relay answered 550 5.1.1 No such user",
+    )
     clock.advance(days=1)
     assert deliver_due(db, clock, transport) == 0
 
@@ -96,4 +110,7 @@ def test_without_a_relay_mail_lands_in_the_maildir(db, clock, tmp_path: Path) ->
     deliver_due(db, clock, MaildirDrop(tmp_path / "outgoing"))
     box = mailbox.Maildir(str(tmp_path / "outgoing"), create=False)
     got = sorted((m["Delivered-To"], m["Message-ID"]) for m in box)
-    assert got == [("m0@example.net", "<out-0@example.org>"), ("m1@example.net", "<out-1@example.org>")]
+    assert got == [
+        ("m0@example.net", "<out-0@example.org>"),
+        ("m1@example.net", "<out-1@example.org>"),
+    ]

@@ -102,13 +102,19 @@ def test_an_unknown_address_is_refused_during_the_dialogue(
 ) -> None:
     serve.start(smtp_port)
     with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
-        send(smtp_port, draft(to="novelists@example.org"), mail_from="ann@example.net",
-             to=["novelists@example.org"])
+        send(
+            smtp_port,
+            draft(to="novelists@example.org"),
+            mail_from="ann@example.net",
+            to=["novelists@example.org"],
+        )
     code, text = refused.value.recipients["novelists@example.org"]
     assert code == 550
     assert b"there is no writing circle at this address" in text
     # A plus-address of a real circle is the circle's, and is accepted.
-    assert send(smtp_port, draft(), mail_from="ann@example.net", to=["poets+help@example.org"]) == {}
+    assert (
+        send(smtp_port, draft(), mail_from="ann@example.net", to=["poets+help@example.org"]) == {}
+    )
     [row] = settled_spool(serve, 1)
     assert row["status"] == "unhandled"
     assert "+help is not handled yet" in row["outcome"]
@@ -134,7 +140,9 @@ def test_mail_spooled_before_a_crash_is_processed_after_restart(
     # Only the network edge runs: mail is accepted (250) and spooled, and no worker exists,
     # exactly as if the process died between the 250 and processing.
     edge = InboundServer(
-        tmp_path / "circle.db", SystemClock(), HostPort("127.0.0.1", smtp_port),
+        tmp_path / "circle.db",
+        SystemClock(),
+        HostPort("127.0.0.1", smtp_port),
         max_message_bytes=1_000_000,
     )
     edge.start()
@@ -183,17 +191,62 @@ def test_a_killed_server_loses_nothing_it_accepted(
 def test_oversize_mail_is_refused_with_552(tmp_path, relay, smtp_port) -> None:
     from conftest import write_settings
 
-    config = write_settings(tmp_path / "mailcircle.toml", smtp_port=smtp_port, relay_port=relay.port)
-    config.write_text(config.read_text().replace("[inbound]", "[inbound]\nmax_message_bytes = 2048"))
+    config = write_settings(
+        tmp_path / "mailcircle.toml", smtp_port=smtp_port, relay_port=relay.port
+    )
+    config.write_text(
+        config.read_text().replace("[inbound]", "[inbound]\nmax_message_bytes = 2048")
+    )
     runner = Serve(config)
     runner.cli("circle", "create", "poets@example.org", "--name", "Poets")
     runner.start(smtp_port)
     try:
         with pytest.raises(smtplib.SMTPException) as refused:
-            send(smtp_port, draft(body="word " * 2000), mail_from="a@example.net",
-                 to=["poets@example.org"])
+            send(
+                smtp_port,
+                draft(body="word " * 2000),
+                mail_from="a@example.net",
+                to=["poets@example.org"],
+            )
         assert "552" in str(refused.value)
         conn = sqlite3.connect(tmp_path / "circle.db")
         assert conn.execute("SELECT COUNT(*) FROM spool").fetchone()[0] == 0
     finally:
         runner.stop()
+
+
+def test_first_run_creates_a_sample_circle_that_answers_the_printed_command(
+    tmp_path, smtp_port
+) -> None:
+    """The README's first command: serve on the embedded default, then mail the sample."""
+    import subprocess
+    import sys
+
+    from conftest import write_settings
+
+    config = write_settings(tmp_path / "mailcircle.toml", smtp_port=smtp_port, relay_port=None)
+    runner = Serve(config)
+    with open(runner.log, "wb") as log:
+        runner.proc = subprocess.Popen(
+            [sys.executable, "-m", "mailcircle", "--config", str(config), "serve", "--sample"],
+            stdout=log,
+            stderr=subprocess.DEVNULL,
+            cwd=tmp_path,
+        )
+    try:
+        from conftest import wait_for_port
+
+        wait_for_port(smtp_port, proc=runner.proc)
+        deadline = time.monotonic() + 10
+        while "python3 -c" not in runner.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [command] = [line for line in runner.output().splitlines() if "python3 -c" in line]
+        subprocess.run(["bash", "-c", command.replace("python3", sys.executable)], check=True)
+        maildir = tmp_path / "outgoing" / "new"
+        while time.monotonic() < deadline and not (maildir.exists() and any(maildir.iterdir())):
+            time.sleep(0.05)
+        [ack] = list(maildir.iterdir())
+        assert b"Subject: Queued for the next round: My first poem" in ack.read_bytes()
+    finally:
+        runner.stop()
+    assert "Created a sample circle, Poets at poets@localhost" in runner.output()

@@ -48,7 +48,10 @@ def lmtp(tmp_path: Path) -> Iterator[tuple[InboundServer, Path]]:
     circles.create(db, FakeClock(), "novelists@example.org", "Novelists")
     db.close()
     server = InboundServer(
-        db_path, FakeClock(), HostPort("127.0.0.1", free_port()), lmtp=True,
+        db_path,
+        FakeClock(),
+        HostPort("127.0.0.1", free_port()),
+        lmtp=True,
         max_message_bytes=100_000,
     )
     server.start()
@@ -62,7 +65,9 @@ def test_each_recipient_gets_its_own_reply_and_its_own_spool_row(lmtp) -> None: 
     assert client.command("LHLO postfix.example.org").startswith("250")
     assert client.command("MAIL FROM:<ann@example.net>").startswith("250")
     assert client.command("RCPT TO:<poets@example.org>").startswith("250 2.1.5")
-    assert client.command("RCPT TO:<nobody@example.org>").startswith("550 5.1.1 <nobody@example.org>")
+    assert client.command("RCPT TO:<nobody@example.org>").startswith(
+        "550 5.1.1 <nobody@example.org>"
+    )
     assert client.command("RCPT TO:<novelists+help@example.org>").startswith("250 2.1.5")
     assert client.command("DATA").startswith("354")
     client.sock.sendall(draft().replace(b"\r\n.", b"\r\n..") + b".\r\n")
@@ -75,8 +80,12 @@ def test_each_recipient_gets_its_own_reply_and_its_own_spool_row(lmtp) -> None: 
     rows = list(db.query("SELECT rcpt_to, circle_id, source, status FROM spool ORDER BY id"))
     assert rows == [
         {"rcpt_to": "poets@example.org", "circle_id": 1, "source": "lmtp", "status": "new"},
-        {"rcpt_to": "novelists+help@example.org", "circle_id": 2, "source": "lmtp",
-         "status": "new"},
+        {
+            "rcpt_to": "novelists+help@example.org",
+            "circle_id": 2,
+            "source": "lmtp",
+            "status": "new",
+        },
     ]
 
 

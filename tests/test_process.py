@@ -52,7 +52,10 @@ def test_a_draft_becomes_a_submission_and_an_ack_in_one_transaction(db, clock, w
 
 
 def test_a_failure_rolls_back_keeps_the_mail_and_can_be_retried(
-    db, clock, poets, tmp_path: Path  # noqa: ANN001
+    db,
+    clock,
+    poets,
+    tmp_path: Path,  # noqa: ANN001
 ) -> None:
     broken = tmp_path / "templates"
     shutil.copytree(default_templates_dir(), broken)
@@ -64,12 +67,17 @@ def test_a_failure_rolls_back_keeps_the_mail_and_can_be_retried(
     assert failed.outcome.startswith("could not be processed: MailcircleError: template")
     assert "Traceback" in failed.error and "no_such_field" in failed.error
     assert list(db.query("SELECT * FROM submissions")) == []  # rolled back with the ack
-    assert outgoing(db) == []
+    assert failed.outcome.endswith("; ann@example.net was told it is kept for a moderator")
+    [apology] = outgoing(db)
+    assert apology["Subject"] == "Kept for a moderator: The Red Wheelbarrow"
+    assert "Traceback" not in apology.get_content() and "no_such_field" not in apology.get_content()
 
     spool.retry(db, mail.id)
     assert Worker(db, clock, Composer(clock)).process(spool.get(db, mail.id)) == "done"
     assert len(list(db.query("SELECT * FROM submissions"))) == 1
-    assert len(outgoing(db)) == 1
+    assert [m["Subject"] for m in outgoing(db)][
+        1
+    ] == "Queued for the next round: The Red Wheelbarrow"
 
 
 @pytest.mark.parametrize(
@@ -124,8 +132,9 @@ def test_an_html_only_poem_keeps_its_lines(db, clock, worker) -> None:  # noqa: 
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = "ann@example.net", "poets@example.org", "Spring"
     msg["Message-ID"] = "<html-1@example.net>"
-    msg.set_content("<div>the rain</div><div>&nbsp; &nbsp;on the roof</div><p>and then</p>",
-                    subtype="html")
+    msg.set_content(
+        "<div>the rain</div><div>&nbsp; &nbsp;on the roof</div><p>and then</p>", subtype="html"
+    )
     worker.process(spool_one(db, clock, msg.as_bytes()))
     [submission] = db.query("SELECT body FROM submissions")
     assert submission["body"] == "the rain\n   on the roof\nand then"
@@ -136,8 +145,12 @@ def test_a_draft_attached_as_txt_is_read(db, clock, worker) -> None:  # noqa: AN
     msg["From"], msg["To"], msg["Subject"] = "ann@example.net", "poets@example.org", "Chapter 1"
     msg["Message-ID"] = "<att-1@example.net>"
     msg.set_content("")
-    msg.add_attachment(b"It was a dark\nand stormy night.\n", maintype="text", subtype="plain",
-                       filename="chapter1.txt")
+    msg.add_attachment(
+        b"It was a dark\nand stormy night.\n",
+        maintype="text",
+        subtype="plain",
+        filename="chapter1.txt",
+    )
     assert worker.process(spool_one(db, clock, msg.as_bytes())) == "done"
     [submission] = db.query("SELECT body, word_count FROM submissions")
     assert submission == {"body": "It was a dark\nand stormy night.", "word_count": 7}

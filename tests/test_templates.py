@@ -16,7 +16,9 @@ SAMPLE_VALUES = {str: "Ann", int: 3}
 
 def sample(context_type: type) -> object:
     hints = typing.get_type_hints(context_type)
-    return context_type(**{f.name: SAMPLE_VALUES[hints[f.name]] for f in dataclasses.fields(context_type)})
+    return context_type(
+        **{f.name: SAMPLE_VALUES[hints[f.name]] for f in dataclasses.fields(context_type)}
+    )
 
 
 def test_every_template_file_has_a_context() -> None:

@@ -67,16 +67,17 @@ class Worker:
 
     def process(self, spooled: Spooled) -> str:
         """Run the steps for one mail and record the outcome; returns the new status."""
+        job = Job(spooled)
         try:
-            status, outcome = self._settle(Job(spooled))
+            status, outcome = self._settle(job)
         except Exception as err:  # anything unforeseen: keep the mail, show the error
             status = spool.FAILED
             outcome = f"could not be processed: {type(err).__name__}: {err}"
-            with transaction(self.db):
-                spool.record(
-                    self.db, self.clock, spooled.id, status, outcome, traceback.format_exc()
-                )
+            error = traceback.format_exc()
             log.exception("inbound #%d failed", spooled.id)
+            with transaction(self.db):
+                outcome += self._apologize(job)
+                spool.record(self.db, self.clock, spooled.id, status, outcome, error)
         log.info("inbound #%d %s: %s", spooled.id, status, outcome)
         return status
 
@@ -110,6 +111,31 @@ class Worker:
         )
         self._queue(job, message, refusal.template)
         return f"; {job.answer_to} was told why"
+
+    def _apologize(self, job: Job) -> str:
+        """Tell the sender their mail is safe though it could not be processed (if we may)."""
+        if not job.answer_to or job.circle is None or job.mail is None:
+            return "; nobody was answered"
+        context = compose.ProcessingFailed(
+            circle_name=job.circle.name,
+            subject=job.mail.subject,
+            help_address=job.circle.action_address("help"),
+        )
+        try:
+            with transaction(self.db):  # a savepoint: if the apology fails, the record stays
+                message = self.composer.compose(
+                    job.circle,
+                    "processing_failed",
+                    context,
+                    to=job.answer_to,
+                    answering=job.mail,
+                )
+                job.queued.clear()
+                self._queue(job, message, "processing_failed")
+        except Exception:
+            log.exception("could not queue the apology for inbound #%d", job.spooled.id)
+            return "; the sender could not be told"
+        return f"; {job.answer_to} was told it is kept for a moderator"
 
     def _queue(self, job: Job, message: object, purpose: str) -> None:
         assert job.circle is not None

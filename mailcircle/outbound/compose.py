@@ -59,7 +59,17 @@ class EmptyDraft:
     help_address: str
 
 
+@dataclass(frozen=True)
+class ProcessingFailed:
+    """processing_failed.txt: the circle could not process a mail; it is kept for a moderator."""
+
+    circle_name: str
+    subject: str
+    help_address: str
+
+
 CONTEXTS: dict[str, type] = {
+    "processing_failed": ProcessingFailed,
     "submission_ack": SubmissionAck,
     "not_a_member": NotAMember,
     "empty_draft": EmptyDraft,
