@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import socket
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from mailcircle import addresses
 from mailcircle import db as database
 from mailcircle.circle import circles
 from mailcircle.clock import Clock
@@ -39,6 +42,101 @@ BAD_ADDRESS = "553 5.1.3 <{address}>: that is not a valid email address"
 TRY_LATER = "451 4.3.0 The circle could not store your message just now; please try again later"
 
 
+class GroupCommitter:
+    """The one thread that commits accepted mail to the spool.
+
+    Mails that arrive while it is committing wait and go into the next transaction
+    together, so under load many mails share one disk sync (group commit). Each sender's
+    future is settled only after the commit holding its mail returns.
+    """
+
+    MAX_BATCH = 64
+
+    def __init__(self, db_path: Path, clock: Clock, name: str) -> None:
+        self.clock = clock
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._db = database.connect(db_path)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    async def store(self, arrival: spool.Arrival) -> list[int]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[int]] = loop.create_future()
+        self._queue.put(_Pending(arrival, future, loop))
+        return await future
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            try:
+                results: list[list[int]] | Exception = spool.store_many(
+                    self._db, self.clock, [pending.arrival for pending in batch]
+                )
+            except Exception as err:  # nothing in the batch was committed: all hear 451
+                log.exception("could not commit %d mails to the spool", len(batch))
+                results = err
+            for index, pending in enumerate(batch):
+                outcome = results if isinstance(results, Exception) else results[index]
+                pending.loop.call_soon_threadsafe(_settle, pending.future, outcome)
+        self._db.close()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+
+@dataclass
+class _Pending:
+    arrival: spool.Arrival
+    future: asyncio.Future[list[int]]
+    loop: asyncio.AbstractEventLoop
+
+
+def _settle(future: asyncio.Future[list[int]], outcome: list[int] | Exception) -> None:
+    if future.cancelled():  # the client went away; its mail is committed all the same
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+class CircleDirectory:
+    """Which addresses are circles', for RCPT. Known circles are remembered; an address
+    not remembered is looked up afresh, so a circle created a moment ago is found."""
+
+    def __init__(self, db_path: Path) -> None:
+        self._db = database.connect(db_path)
+        self._known: dict[str, int] = {}
+
+    def circle_id(self, address: str) -> int | None:
+        parsed = addresses.parse(address)
+        if parsed is None:
+            return None
+        if parsed.base not in self._known:
+            circle = circles.find(self._db, parsed.base)
+            if circle is None:
+                return None
+            self._known[parsed.base] = circle.id
+        return self._known[parsed.base]
+
+    def close(self) -> None:
+        self._db.close()
+
+
 class SpoolHandler:
     """aiosmtpd handler: refuse strangers at RCPT, commit to the spool at DATA."""
 
@@ -51,16 +149,9 @@ class SpoolHandler:
         on_spooled: Callable[[], None] = lambda: None,
     ) -> None:
         self.source = source
-        self.clock = clock
         self.on_spooled = on_spooled
-        # The single thread that touches the database for this edge: lookups and commits
-        # happen off the event loop, one at a time, on a connection of their own.
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"{source}-spool")
-        self._db = self._executor.submit(database.connect, db_path).result()
-
-    async def _in_db_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+        self.directory = CircleDirectory(db_path)
+        self.committer = GroupCommitter(db_path, clock, name=f"{source}-spool")
 
     async def handle_RCPT(
         self,
@@ -72,35 +163,31 @@ class SpoolHandler:
     ) -> str:
         if "@" not in address:
             return BAD_ADDRESS.format(address=address)
-        circle = await self._in_db_thread(circles.find, self._db, address)
-        if circle is None:
+        circle_id = self.directory.circle_id(address)
+        if circle_id is None:
             log.info("refused RCPT %s from %s: no such circle", address, session.peer)
             return NO_SUCH_CIRCLE.format(address=address)
         envelope.rcpt_tos.append(address)
         circle_ids: dict[str, int] = getattr(envelope, "circle_ids", {})
-        circle_ids[address] = circle.id
+        circle_ids[address] = circle_id
         envelope.circle_ids = circle_ids  # type: ignore[attr-defined]
         return OK_RCPT
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         circle_ids: dict[str, int] = getattr(envelope, "circle_ids", {})
-        recipients = [(rcpt, circle_ids.get(rcpt)) for rcpt in envelope.rcpt_tos]
+        arrival = spool.Arrival(
+            source=self.source,
+            peer=_peer_text(session.peer),
+            mail_from=envelope.mail_from or "",
+            recipients=tuple((rcpt, circle_ids.get(rcpt)) for rcpt in envelope.rcpt_tos),
+            raw=raw,
+        )
         try:
-            ids = await self._in_db_thread(
-                spool.store,
-                self._db,
-                self.clock,
-                source=self.source,
-                peer=_peer_text(session.peer),
-                mail_from=envelope.mail_from or "",
-                recipients=recipients,
-                raw=raw,
-            )
+            ids = await self.committer.store(arrival)
         except Exception:
-            log.exception("could not spool a mail from %s", envelope.mail_from)
-            return self._per_recipient(TRY_LATER, len(recipients))
-        log.info(
+            return self._per_recipient(TRY_LATER, len(arrival.recipients))
+        log.debug(
             "spooled #%s from <%s> to %s (%d bytes)",
             ",".join(map(str, ids)),
             envelope.mail_from,
@@ -108,7 +195,7 @@ class SpoolHandler:
             len(raw),
         )
         self.on_spooled()
-        return self._per_recipient(OK_ACCEPTED, len(recipients))
+        return self._per_recipient(OK_ACCEPTED, len(arrival.recipients))
 
     def _per_recipient(self, status: str, count: int) -> str:
         # LMTP (RFC 2033) answers DATA once per accepted recipient; aiosmtpd pushes our
@@ -116,8 +203,8 @@ class SpoolHandler:
         return "\r\n".join([status] * count) if self.source == "lmtp" else status
 
     def close(self) -> None:
-        self._executor.submit(self._db.close).result()
-        self._executor.shutdown()
+        self.committer.close()
+        self.directory.close()
 
 
 def _peer_text(peer: Any) -> str:

@@ -67,6 +67,53 @@ def dedupe_key(raw: bytes, message_id: str) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """One mail as the network edge accepted it, before it is committed."""
+
+    source: str  # smtp, lmtp, imap
+    peer: str
+    mail_from: str
+    recipients: tuple[tuple[str, int | None], ...]  # (address, circle id) for each
+    raw: bytes
+
+
+def store_many(db: Database, clock: Clock, arrivals: list[Arrival]) -> list[list[int]]:
+    """Commit several accepted mails in one transaction (one disk sync for them all).
+
+    Returns, for each arrival, the ids of its rows: one per recipient.
+    """
+    now = iso(clock.now())
+    stored = []
+    with transaction(db):
+        for arrival in arrivals:
+            if not arrival.recipients:
+                raise MailcircleError("a spooled mail needs at least one recipient")
+            message_id = message_id_of(arrival.raw)
+            key = dedupe_key(arrival.raw, message_id)
+            ids = []
+            for rcpt_to, circle_id in arrival.recipients:
+                cursor = db.execute(
+                    "INSERT INTO spool (received_at, source, peer, mail_from, rcpt_to, circle_id,"
+                    " message_id, dedupe_key, size, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        now,
+                        arrival.source,
+                        arrival.peer,
+                        arrival.mail_from,
+                        rcpt_to,
+                        circle_id,
+                        message_id,
+                        key,
+                        len(arrival.raw),
+                        arrival.raw,
+                    ],
+                )
+                ids.append(int(cursor.lastrowid or 0))
+            stored.append(ids)
+    return stored
+
+
 def store(
     db: Database,
     clock: Clock,
@@ -78,21 +125,8 @@ def store(
     raw: bytes,
 ) -> list[int]:
     """Commit one accepted mail, a row per (recipient, circle id); returns the row ids."""
-    if not recipients:
-        raise MailcircleError("a spooled mail needs at least one recipient")
-    message_id = message_id_of(raw)
-    key = dedupe_key(raw, message_id)
-    now = iso(clock.now())
-    ids = []
-    with transaction(db):
-        for rcpt_to, circle_id in recipients:
-            cursor = db.execute(
-                "INSERT INTO spool (received_at, source, peer, mail_from, rcpt_to, circle_id,"
-                " message_id, dedupe_key, size, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [now, source, peer, mail_from, rcpt_to, circle_id, message_id, key, len(raw), raw],
-            )
-            ids.append(cursor.lastrowid)
-    return ids
+    arrival = Arrival(source, peer, mail_from, tuple(recipients), raw)
+    return store_many(db, clock, [arrival])[0]
 
 
 def get(db: Database, spool_id: int) -> Spooled:
