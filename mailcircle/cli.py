@@ -57,6 +57,14 @@ class _State:
 
 pass_state = click.make_pass_decorator(_State)
 
+_LOG_LEVEL = click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning"]),
+    default="info",
+    show_default=True,
+    help="How much to log to standard error.",
+)
+
 
 def _table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
     rows = [[("" if v is None else str(v)) for v in row] for row in rows]
@@ -295,13 +303,7 @@ def outbox_list(state: _State, status: str | None, limit: int) -> None:
 
 
 @main.command()
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning"]),
-    default="info",
-    show_default=True,
-    help="How much to log to standard error.",
-)
+@_LOG_LEVEL
 @click.option(
     "--sample/--no-sample",
     default=None,
@@ -318,15 +320,7 @@ def serve(state: _State, log_level: str, sample: bool | None) -> None:
     """
     from mailcircle.service import Service  # import late: --help stays quick
 
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # aiosmtpd logs every SMTP command at INFO; keep that for --log-level debug.
-    logging.getLogger("mail.log").setLevel(
-        logging.DEBUG if log_level == "debug" else logging.WARNING
-    )
+    _setup_logging(log_level)
     settings = state.settings
     db = state.db
     no_circles = not circles.all_circles(db)
@@ -365,6 +359,21 @@ def serve(state: _State, log_level: str, sample: bool | None) -> None:
             "\nThere is no circle yet, so every mail will be refused. Create one:\n"
             "  mailcircle circle create ADDRESS --name NAME"
         )
+    _run_until_stopped(service)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # aiosmtpd and imapclient log every protocol command at INFO; keep that for debug.
+    for noisy in ("mail.log", "imapclient"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+
+
+def _run_until_stopped(service: Any) -> None:
     click.echo("Press Ctrl-C to stop.")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -375,6 +384,69 @@ def serve(state: _State, log_level: str, sample: bool | None) -> None:
         pass
     click.echo("Stopping...")
     service.stop()
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Take what is in the folder now, process it, and exit.")
+@_LOG_LEVEL
+@pass_state
+def poll(state: _State, once: bool, log_level: str) -> None:
+    """Run the circle from an IMAP mailbox (the [imap] settings) instead of an SMTP server.
+
+    New mail in imap.folder is stored in the spool, then moved to imap.processed_folder
+    (or marked seen). It uses IDLE when the server offers it, and reconnects by itself.
+    Outgoing mail and processing run as with `serve`. With --once it takes what is there,
+    processes it, sends what is due and exits: for cron.
+    """
+    from mailcircle.inbound.imap import NETWORK_ERRORS, ImapPoller, poll_folder_once
+    from mailcircle.inbound.process import Worker
+    from mailcircle.outbound.compose import Composer
+    from mailcircle.outbound.deliver import deliver_due, transport_for
+    from mailcircle.service import Service
+
+    _setup_logging(log_level)
+    settings = state.settings
+    imap = settings.imap
+    if not imap.host:
+        raise MailcircleError(
+            "IMAP is not set up: give imap.host, imap.user and imap.password_env "
+            "(or imap.password_command) in the settings file"
+        )
+    where = f"{imap.folder} on {imap.user}@{imap.host}:{imap.port}"
+    if not once:
+        service = Service(settings, clock=state.clock, listen=False, imap=True)
+        service.start()
+        click.echo(f"mailcircle {__version__} is watching {where}. Database: {settings.database}")
+        _run_until_stopped(service)
+        return
+
+    poller = ImapPoller(
+        imap,
+        settings.database,
+        state.clock,
+        max_message_bytes=settings.inbound.max_message_bytes,
+    )
+    click.echo(f"Looking at {where}...")
+    try:
+        report = poll_folder_once(poller, state.db)
+    except NETWORK_ERRORS as err:
+        raise MailcircleError(f"IMAP {imap.host}:{imap.port}: {err}") from None
+    click.echo(f"Mailbox: {report}.")
+    for problem in report.failed:
+        click.echo(f"  not taken, {problem}")
+    worker = Worker(state.db, state.clock, Composer(state.clock))
+    processed = 0
+    while batch := worker.process_pending():
+        processed += batch
+        click.echo(f"  processed {processed} mails...")
+    transport = transport_for(settings.outbound)
+    tried = 0
+    try:
+        while batch := deliver_due(state.db, state.clock, transport):
+            tried += batch
+    finally:
+        transport.close()
+    click.echo(f"Processed {processed} mails; {tried} outgoing mails handed on.")
 
 
 def _ensure_sample_circle(state: _State) -> circles.Circle:

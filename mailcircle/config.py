@@ -11,6 +11,8 @@ of the settings file (or the current folder when there is none).
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,11 +60,58 @@ class OutboundSettings:
         return value
 
 
+IMAP_SECURITY = ("tls", "starttls", "none")
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str = ""  # empty: no IMAP mailbox
+    port: int = 993
+    security: str = "tls"  # tls, starttls, or none (only sensible on a local server)
+    user: str = ""
+    password_env: str = ""
+    password_command: str = ""
+    folder: str = "INBOX"
+    processed_folder: str = ""  # empty: leave processed mail where it is, marked \Seen
+    failed_folder: str = ""  # empty: leave mail that cannot be taken where it is, \Flagged
+    poll_seconds: int = 60  # how often to look when the server has no IDLE
+
+    def password(self) -> str:
+        """The mailbox password: from the environment or a command, read when needed."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(
+                    f"imap.password_env names the environment variable {self.password_env}, "
+                    "but it is not set"
+                )
+            return value
+        if self.password_command:
+            try:
+                done = subprocess.run(
+                    shlex.split(self.password_command),
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    check=False,
+                )
+            except (OSError, subprocess.TimeoutExpired) as err:
+                raise ConfigError(f"imap.password_command could not run: {err}") from None
+            if done.returncode != 0:
+                raise ConfigError(
+                    f"imap.password_command exited with {done.returncode}: "
+                    f"{done.stderr.strip()[:200]}"
+                )
+            return done.stdout.rstrip("\n")
+        return ""
+
+
 @dataclass(frozen=True)
 class Settings:
     database: Path = Path("mailcircle.db")
     inbound: InboundSettings = field(default_factory=InboundSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    imap: ImapSettings = field(default_factory=ImapSettings)
     source: Path | None = None  # the file these came from, if any
 
 
@@ -87,6 +136,16 @@ DOCUMENTED_KEYS: dict[str, tuple[str, str]] = {
     "outbound.user": ('""', "user name for the relay's AUTH; empty: no AUTH"),
     "outbound.password_env": ('""', "name of the environment variable holding the relay password"),
     "outbound.maildir": ('"outgoing"', "Maildir that receives outgoing mail when no relay is set"),
+    "imap.host": ('""', "IMAP server of the circle's mailbox, for `mailcircle poll`; empty: none"),
+    "imap.port": ("993", "IMAP port (993 for tls, usually 143 for starttls)"),
+    "imap.security": ('"tls"', 'how to protect the connection: "tls", "starttls" or "none"'),
+    "imap.user": ('""', "the mailbox's login name"),
+    "imap.password_env": ('""', "name of the environment variable holding the IMAP password"),
+    "imap.password_command": ('""', "or: a command that prints the IMAP password"),
+    "imap.folder": ('"INBOX"', "the folder where the circle's mail arrives"),
+    "imap.processed_folder": ('""', "move mail here once stored; empty: leave it, marked seen"),
+    "imap.failed_folder": ('""', "move mail that cannot be taken here; empty: leave it, flagged"),
+    "imap.poll_seconds": ("60", "how often to look for mail when the server has no IDLE"),
 }
 
 
@@ -130,10 +189,11 @@ def _check_known(table: dict[str, Any], prefix: str, known: set[str]) -> None:
 
 def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> Settings:
     """Build Settings from a parsed TOML table; every error names the key at fault."""
-    _check_known(data, "", {"database", "inbound", "outbound"})
+    _check_known(data, "", {"database", "inbound", "outbound", "imap"})
     inbound = data.get("inbound", {})
     outbound = data.get("outbound", {})
-    for name, table in (("inbound", inbound), ("outbound", outbound)):
+    imap = data.get("imap", {})
+    for name, table in (("inbound", inbound), ("outbound", outbound), ("imap", imap)):
         if not isinstance(table, dict):
             raise ConfigError(f"setting {name} must be a table ([{name}]), not {table!r}")
     _check_known(inbound, "inbound.", {"smtp", "lmtp", "max_message_bytes"})
@@ -172,8 +232,39 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> S
             password_env=password_env,
             maildir=base / maildir,
         ),
+        imap=_imap_settings(imap),
         source=source,
     )
+
+
+def _imap_settings(table: dict[str, Any]) -> ImapSettings:
+    _check_known(table, "imap.", set(ImapSettings.__dataclass_fields__))
+    defaults = ImapSettings()
+    values: dict[str, Any] = {}
+    for name in ImapSettings.__dataclass_fields__:
+        kind = int if isinstance(getattr(defaults, name), int) else str
+        values[name] = _take(table, name, "imap.", kind, getattr(defaults, name))
+    settings = ImapSettings(**values)
+    if settings.security not in IMAP_SECURITY:
+        raise ConfigError(
+            f'setting imap.security must be "tls", "starttls" or "none", not {settings.security!r}'
+        )
+    if not 0 < settings.port < 65536:
+        raise ConfigError(f"setting imap.port must be a port number (1-65535), not {settings.port}")
+    if settings.poll_seconds < 1:
+        raise ConfigError("setting imap.poll_seconds must be at least 1")
+    if settings.host:
+        if not settings.user:
+            raise ConfigError("setting imap.host is set but imap.user is empty")
+        if not (settings.password_env or settings.password_command):
+            raise ConfigError(
+                "the IMAP password must come from imap.password_env or imap.password_command"
+            )
+        if settings.password_env and settings.password_command:
+            raise ConfigError("set only one of imap.password_env and imap.password_command")
+    if not settings.folder:
+        raise ConfigError("setting imap.folder must not be empty")
+    return settings
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Settings:

@@ -142,6 +142,23 @@ def _initial(db: Database) -> None:
     )
 
 
+@migrations(name="0002_imap_state")
+def _imap_state(db: Database) -> None:
+    db.executescript(
+        """
+        -- Where `mailcircle poll` is in each watched IMAP folder.
+        CREATE TABLE imap_state (
+            account TEXT NOT NULL,                 -- user@host:port
+            folder TEXT NOT NULL,
+            uidvalidity INTEGER NOT NULL,
+            last_uid INTEGER NOT NULL,             -- every UID up to here has been taken
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (account, folder)
+        );
+        """
+    )
+
+
 def connect(path: str | Path) -> Database:
     """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
     path = Path(path)

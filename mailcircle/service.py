@@ -14,6 +14,7 @@ from collections.abc import Callable
 from mailcircle import db as database
 from mailcircle.clock import Clock, SystemClock
 from mailcircle.config import Settings
+from mailcircle.inbound.imap import ImapPoller
 from mailcircle.inbound.process import Worker
 from mailcircle.inbound.smtp import InboundServer
 from mailcircle.outbound.compose import Composer
@@ -31,12 +32,17 @@ class Service:
         transport: Transport | None = None,
         composer: Composer | None = None,
         poll_seconds: float = 5.0,
+        listen: bool = True,
+        imap: bool = False,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.transport = transport or transport_for(settings.outbound)
         self.composer = composer or Composer(self.clock)
         self.poll_seconds = poll_seconds
+        self.listen = listen  # run the SMTP/LMTP servers (`serve`)
+        self.imap = imap  # watch the IMAP mailbox (`poll`)
+        self.poller: ImapPoller | None = None
         self._stopping = threading.Event()
         self._inbox_wake = threading.Event()
         self._outbox_wake = threading.Event()
@@ -48,7 +54,18 @@ class Service:
         self._spawn("worker", self._work)
         self._spawn("sender", self._send)
         inbound = self.settings.inbound
-        for listen, lmtp in ((inbound.smtp, False), (inbound.lmtp, True)):
+        if self.imap:
+            self.poller = ImapPoller(
+                self.settings.imap,
+                self.settings.database,
+                self.clock,
+                max_message_bytes=inbound.max_message_bytes,
+                on_spooled=self._inbox_wake.set,
+            )
+            poller = self.poller
+            self._spawn("imap", lambda: poller.run(self._stopping))
+        servers = ((inbound.smtp, False), (inbound.lmtp, True)) if self.listen else ()
+        for listen, lmtp in servers:
             if listen is None:
                 continue
             server = InboundServer(

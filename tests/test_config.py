@@ -73,7 +73,10 @@ def test_relay_and_lmtp_are_read(tmp_path: Path) -> None:
             "unknown setting inbound.smpt (known here: inbound.lmtp, "
             "inbound.max_message_bytes, inbound.smtp)",
         ),
-        ('databse = "x.db"\n', "unknown setting databse (known here: database, inbound, outbound)"),
+        (
+            'databse = "x.db"\n',
+            "unknown setting databse (known here: database, imap, inbound, outbound)",
+        ),
         (
             '[inbound]\nsmtp = "localhost"\n',
             "setting inbound.smtp must be host:port like "

@@ -146,6 +146,15 @@ def pending(db: Database, limit: int = 50) -> list[Spooled]:
     ]
 
 
+def has_copy(db: Database, raw: bytes, rcpt_to: str) -> bool:
+    """Whether this very mail for this recipient is in the spool already (an IMAP re-fetch)."""
+    key = dedupe_key(raw, message_id_of(raw))
+    row = db.execute(
+        "SELECT 1 FROM spool WHERE dedupe_key = ? AND rcpt_to = ? LIMIT 1", [key, rcpt_to]
+    ).fetchone()
+    return row is not None
+
+
 def earlier_copy(db: Database, mail: Spooled) -> int | None:
     """An earlier row holding the same mail for the same recipient that was already dealt with."""
     row = db.execute(
