@@ -147,6 +147,116 @@ def circle_list(state: _State) -> None:
     )
 
 
+@circle.command("set")
+@click.argument("circle_address", metavar="CIRCLE")
+@click.argument("key")
+@click.argument("value")
+@pass_state
+def circle_set(state: _State, circle_address: str, key: str, value: str) -> None:
+    """Change one of CIRCLE's settings (see `mailcircle circle show CIRCLE`)."""
+    found = circles.set_setting(state.db, circles.get(state.db, circle_address), key, value)
+    click.echo(f"{found.name}: {key} = {getattr(found.config, key)}")
+
+
+@circle.command("show")
+@click.argument("circle_address", metavar="CIRCLE")
+@pass_state
+def circle_show(state: _State, circle_address: str) -> None:
+    """Show CIRCLE's settings, each with its meaning; changed ones are marked with *."""
+    from mailcircle.circle.settings import HELP
+
+    found = circles.get(state.db, circle_address)
+    click.echo(f"{found.name} <{found.address}>")
+    _table(
+        (
+            (("* " if key in found.settings else "  ") + key, getattr(found.config, key), text)
+            for key, text in HELP.items()
+        ),
+        ("SETTING", "VALUE", "MEANING"),
+    )
+
+
+# --- rounds -------------------------------------------------------------------------------
+
+
+@main.group(cls=_Group, name="round")
+def round_group() -> None:
+    """Look at the next round before it starts."""
+
+
+@round_group.command("preview")
+@click.argument("circle_address", metavar="CIRCLE")
+@pass_state
+def round_preview(state: _State, circle_address: str) -> None:
+    """Print who would review whom if CIRCLE's next round started now. Changes nothing."""
+    from mailcircle.circle.assign import plan_round
+    from mailcircle.circle.assignments import round_input
+
+    found = circles.get(state.db, circle_address)
+    inputs = round_input(state.db, found)
+    plan = plan_round(inputs)
+    people = {m.id: m.email for m in members.list_members(state.db, found)}
+    titles = {
+        row["id"]: (row["title"], row["member_id"])
+        for row in state.db.query(
+            "SELECT id, title, member_id FROM submissions WHERE circle_id = ?", [found.id]
+        )
+    }
+    click.echo(
+        f"Round {inputs.round_number} of {found.name}: {len(inputs.drafts)} drafts queued, "
+        f"{len(inputs.reviewers)} members can review."
+    )
+    if plan.assignments:
+        _table(
+            (
+                (titles[s][0], people.get(titles[s][1], "?"), people.get(r, "?"))
+                for s, r in plan.assignments
+            ),
+            ("DRAFT", "AUTHOR", "REVIEWER"),
+        )
+    for wait in plan.deferred:
+        click.echo(f"waits: {titles[wait.submission_id][0]!r} ({wait.reason.replace('_', ' ')})")
+    for submission_id, got in plan.short:
+        click.echo(f"short: {titles[submission_id][0]!r} gets only {got} reviewer(s)")
+
+
+@main.command("run-due")
+@click.option(
+    "--now",
+    "now_text",
+    metavar="ISO-DATETIME",
+    help="Act as if it were this moment (e.g. 2026-03-09T09:00:00+00:00).",
+)
+@pass_state
+def run_due_command(state: _State, now_text: str | None) -> None:
+    """Run everything due once: rounds, reminders, expiry. For cron and for tests.
+
+    Every job works out what is due from the database and the time, so running it twice
+    does nothing the second time. The mails it queues are sent by `serve` or `poll`.
+    """
+    from mailcircle.clock import FakeClock
+    from mailcircle.outbound.compose import Composer
+    from mailcircle.scheduler import run_due
+
+    clock = state.clock
+    if now_text:
+        from datetime import datetime
+
+        try:
+            moment = datetime.fromisoformat(now_text)
+        except ValueError:
+            raise MailcircleError(f"--now must be an ISO date and time, not {now_text!r}") from None
+        if moment.tzinfo is None:
+            raise MailcircleError("--now needs a time zone, e.g. 2026-03-09T09:00:00+00:00")
+        clock = FakeClock(moment)
+    report = run_due(state.db, clock, Composer(clock))
+    for line in report.rounds:
+        click.echo(line)
+    click.echo(f"{report.reminders} reminders, {report.expired} assignments expired.")
+    if report.errors:
+        raise MailcircleError("; ".join(report.errors))
+
+
 # --- members ------------------------------------------------------------------------------
 
 
@@ -159,12 +269,14 @@ def members_group() -> None:
 @click.argument("circle_address", metavar="CIRCLE")
 @click.argument("email")
 @click.option("--name", default="", help="The member's name, used to greet them.")
+@click.option("--moderator", is_flag=True, help="Also send them the circle's moderator notices.")
 @pass_state
-def members_add(state: _State, circle_address: str, email: str, name: str) -> None:
+def members_add(state: _State, circle_address: str, email: str, name: str, moderator: bool) -> None:
     """Make EMAIL a member of CIRCLE (the circle's address)."""
     found = circles.get(state.db, circle_address)
-    member = members.add(state.db, state.clock, found, email, name)
-    click.echo(f"Added {member.email} to {found.name}.")
+    role = members.MODERATOR if moderator else "member"
+    member = members.add(state.db, state.clock, found, email, name, role=role)
+    click.echo(f"Added {member.email} to {found.name}" + (" as a moderator." if moderator else "."))
 
 
 @members_group.command("list")
@@ -180,7 +292,7 @@ def members_list(state: _State, circle_address: str) -> None:
             f"{found.address} EMAIL"
         )
         return
-    _table(((m.email, m.name, m.status) for m in rows), ("EMAIL", "NAME", "STATUS"))
+    _table(((m.email, m.name, m.status, m.role) for m in rows), ("EMAIL", "NAME", "STATUS", "ROLE"))
 
 
 @members_group.command("remove")

@@ -159,6 +159,23 @@ def _imap_state(db: Database) -> None:
     )
 
 
+@migrations(name="0003_roles_and_critique_replies")
+def _roles_and_critique_replies(db: Database) -> None:
+    db.executescript(
+        """
+        -- Moderators are members who also get the circle's notices.
+        ALTER TABLE members ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
+        -- A delivered critique: the token of its Reply-To (the author answers the reviewer
+        -- through it) and the Message-ID of the mail that delivered it, for threading.
+        ALTER TABLE critiques ADD COLUMN token TEXT;
+        ALTER TABLE critiques ADD COLUMN delivered_message_id TEXT NOT NULL DEFAULT '';
+        CREATE UNIQUE INDEX critiques_token ON critiques (token);
+        CREATE INDEX assignments_submission ON assignments (submission_id);
+        CREATE INDEX assignments_due ON assignments (status, due_at);
+        """
+    )
+
+
 def connect(path: str | Path) -> Database:
     """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
     path = Path(path)

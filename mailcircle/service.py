@@ -19,6 +19,7 @@ from mailcircle.inbound.process import Worker
 from mailcircle.inbound.smtp import InboundServer
 from mailcircle.outbound.compose import Composer
 from mailcircle.outbound.deliver import Transport, deliver_due, transport_for
+from mailcircle.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ class Service:
         database.connect(self.settings.database).close()  # schema up to date before anything
         self._spawn("worker", self._work)
         self._spawn("sender", self._send)
+        scheduler = Scheduler(
+            self.settings.database, self.clock, self.composer, on_queued=self._outbox_wake.set
+        )
+        self._spawn("scheduler", lambda: scheduler.run(self._stopping))
         inbound = self.settings.inbound
         if self.imap:
             self.poller = ImapPoller(

@@ -43,9 +43,9 @@ def test_circles_and_members_round_trip(run) -> None:  # noqa: ANN001
     )
     ok(run("members", "add", "poets@example.org", "ben@example.net"))
     assert ok(run("members", "list", "poets@example.org")).splitlines() == [
-        "EMAIL            NAME  STATUS",
-        "ann@example.net  Ann   active",
-        "ben@example.net        active",
+        "EMAIL            NAME  STATUS  ROLE",
+        "ann@example.net  Ann   active  member",
+        "ben@example.net        active  member",
     ]
     assert ok(run("circle", "list")).splitlines() == [
         "ADDRESS            NAME   MEMBERS",

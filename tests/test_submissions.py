@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from mailcircle.circle.rounds import next_round_start
+from mailcircle.circle.rounds import latest_start, next_round_start
+from mailcircle.circle.settings import CircleSettings
 from mailcircle.circle.submissions import read_draft
 
 POEM = "  The fog comes\non little cat feet.\n\n    It sits looking\n  over harbor and city\n"
@@ -33,10 +34,14 @@ def test_ask_further_down_is_part_of_the_draft() -> None:
 
 def test_the_next_round_is_the_coming_monday_at_nine() -> None:
     wednesday = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
-    assert next_round_start(wednesday, {}) == datetime(2026, 3, 9, 9, 0, tzinfo=UTC)
+    defaults = CircleSettings()
+    assert next_round_start(wednesday, defaults) == datetime(2026, 3, 9, 9, 0, tzinfo=UTC)
     monday_early = datetime(2026, 3, 9, 8, 0, tzinfo=UTC)
-    assert next_round_start(monday_early, {}) == datetime(2026, 3, 9, 9, 0, tzinfo=UTC)
-    monday_late = datetime(2026, 3, 9, 9, 0, tzinfo=UTC)
-    assert next_round_start(monday_late, {"round_day": "friday"}) == datetime(
+    assert next_round_start(monday_early, defaults) == datetime(2026, 3, 9, 9, 0, tzinfo=UTC)
+    monday_nine = datetime(2026, 3, 9, 9, 0, tzinfo=UTC)
+    assert latest_start(monday_nine, defaults) == monday_nine
+    assert next_round_start(monday_nine, CircleSettings(round_day="friday")) == datetime(
         2026, 3, 13, 9, 0, tzinfo=UTC
     )
+    paris = CircleSettings(timezone="Europe/Paris")  # 09:00 in Paris is 08:00 UTC in March
+    assert next_round_start(wednesday, paris) == datetime(2026, 3, 9, 8, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ import pytest
 
 from mailcircle.outbound.compose import CONTEXTS, Composer, default_templates_dir
 
-SAMPLE_VALUES = {str: "Ann", int: 3}
+SAMPLE_VALUES = {str: "Ann", int: 3, bool: True}
 
 
 def sample(context_type: type) -> object:

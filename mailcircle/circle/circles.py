@@ -10,6 +10,8 @@ from typing import Any
 from sqlite_utils import Database
 
 from mailcircle import addresses
+from mailcircle.circle.settings import CircleSettings
+from mailcircle.circle.settings import from_json as settings_from_json
 from mailcircle.clock import Clock, iso
 from mailcircle.db import transaction
 from mailcircle.errors import AlreadyExists, MailcircleError, NotFound
@@ -23,6 +25,12 @@ class Circle:
     address: str
     name: str
     settings: dict[str, Any]
+    created_at: str = ""
+
+    @property
+    def config(self) -> CircleSettings:
+        """The circle's settings, defaults filled in."""
+        return settings_from_json(self.settings)
 
     @property
     def domain(self) -> str:
@@ -43,6 +51,7 @@ class Circle:
             address=row["address"],
             name=row["name"],
             settings=json.loads(row["settings"] or "{}"),
+            created_at=row["created_at"],
         )
 
 
@@ -104,3 +113,15 @@ def find(db: Database, address: str) -> Circle | None:
 
 def all_circles(db: Database) -> list[Circle]:
     return [Circle.from_row(row) for row in db.query("SELECT * FROM circles ORDER BY address")]
+
+
+def set_setting(db: Database, circle: Circle, key: str, text: str) -> Circle:
+    """Change one of the circle's settings after checking it (alone and with the others)."""
+    from mailcircle.circle.settings import check_together, parse_value
+
+    value = parse_value(key, text)
+    stored = dict(circle.settings, **{key: value})
+    check_together(settings_from_json(stored))
+    with transaction(db):
+        db["circles"].update(circle.id, {"settings": json.dumps(stored, sort_keys=True)})
+    return get(db, circle.address, row_id=circle.id)

@@ -14,7 +14,9 @@ from mailcircle.db import transaction
 from mailcircle.errors import AlreadyExists, MailcircleError, NotFound
 
 ACTIVE = "active"
+PAUSED = "paused"
 LEFT = "left"
+MODERATOR = "moderator"
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class Member:
     email: str
     name: str
     status: str
+    role: str = "member"
+    timezone: str = "UTC"
 
     @property
     def greeting_name(self) -> str:
@@ -32,7 +36,15 @@ class Member:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Member:
-        return cls(row["id"], row["circle_id"], row["email"], row["name"], row["status"])
+        return cls(
+            row["id"],
+            row["circle_id"],
+            row["email"],
+            row["name"],
+            row["status"],
+            row.get("role", "member"),
+            row.get("timezone", "UTC"),
+        )
 
 
 def _valid_email(email: str) -> str:
@@ -43,7 +55,9 @@ def _valid_email(email: str) -> str:
     return email
 
 
-def add(db: Database, clock: Clock, circle: Circle, email: str, name: str = "") -> Member:
+def add(
+    db: Database, clock: Clock, circle: Circle, email: str, name: str = "", *, role: str = "member"
+) -> Member:
     email = _valid_email(email)
     with transaction(db):
         existing = find(db, circle, email, include_left=True)
@@ -54,6 +68,7 @@ def add(db: Database, clock: Clock, circle: Circle, email: str, name: str = "") 
             "email": email,
             "name": name.strip(),
             "status": ACTIVE,
+            "role": role,
             "joined_at": iso(clock.now()),
             "left_at": None,
         }
@@ -91,5 +106,27 @@ def list_members(db: Database, circle: Circle) -> list[Member]:
         for row in db.query(
             f"SELECT * FROM members WHERE circle_id = ? AND status != '{LEFT}' ORDER BY email",
             [circle.id],
+        )
+    ]
+
+
+def set_status(db: Database, member_id: int, status: str) -> None:
+    """Pause or resume a member. Call inside the transaction that causes it."""
+    db.execute("UPDATE members SET status = ? WHERE id = ?", [status, member_id])
+
+
+def get_by_id(db: Database, member_id: int) -> Member:
+    rows = list(db.query("SELECT * FROM members WHERE id = ?", [member_id]))
+    if not rows:
+        raise NotFound(f"there is no member #{member_id}")
+    return Member.from_row(rows[0])
+
+
+def moderators(db: Database, circle: Circle) -> list[Member]:
+    return [
+        Member.from_row(row)
+        for row in db.query(
+            "SELECT * FROM members WHERE circle_id = ? AND role = ? AND status != ? ORDER BY email",
+            [circle.id, MODERATOR, LEFT],
         )
     ]

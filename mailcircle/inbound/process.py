@@ -9,26 +9,54 @@ back and leaves the mail marked ``failed`` with the error, for a moderator to re
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlite_utils import Database
 
-from mailcircle.circle import circles, members, rounds, submissions
+from mailcircle.circle import assignments, circles, members, rounds, submissions
+from mailcircle.circle.assign import held_back_members
 from mailcircle.circle.circles import Circle
-from mailcircle.clock import Clock
+from mailcircle.clock import Clock, iso, parse_iso
 from mailcircle.db import transaction
-from mailcircle.errors import Duplicate, Ignore, Outcome, Refuse, Unhandled
+from mailcircle.errors import Duplicate, Hold, Ignore, Outcome, Refuse, Unhandled
 from mailcircle.inbound import spool
 from mailcircle.inbound.parse import Mail, parse
-from mailcircle.inbound.route import BOUNCE, COMMAND, Route, automatic_reason, route
+from mailcircle.inbound.reply import trim_reply
+from mailcircle.inbound.route import BOUNCE, COMMAND, DRAFT, Route, automatic_reason, route
 from mailcircle.inbound.spool import Spooled
 from mailcircle.outbound import compose, outbox
 
 log = logging.getLogger(__name__)
 
 TEXT_ATTACHMENT_SUFFIXES = (".txt", ".md", ".markdown")
+CRITIQUE_ACTION = "c"  # poets+c-TOKEN@: the Reply-To of an assignment
+REPLY_ACTION = "r"  # poets+r-TOKEN@: the Reply-To of a delivered critique
+
+_OUT_OF_OFFICE = re.compile(
+    r"\b(out of (the )?office|automatic reply|auto.?reply|autoreply|on vacation|away from"
+    r"|abwesenheit|absence|r[ée]ponse automatique|fuera de la oficina|respuesta autom)",
+    re.IGNORECASE,
+)
+
+
+class _Away(Exception):
+    """Internal: the mail is an automatic answer to an assignment."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def out_of_office(mail: Mail) -> str:
+    """Why a mail looks like an out-of-office answer by its subject ('' if it does not)."""
+    if _OUT_OF_OFFICE.search(mail.subject):
+        return f"its subject, {mail.subject!r}, is an out-of-office answer"
+    return ""
 
 
 @dataclass
@@ -39,6 +67,7 @@ class Job:
     mail: Mail | None = None
     circle: Circle | None = None
     route: Route | None = None
+    assignment: dict[str, Any] | None = None  # set when the mail answers an assignment
     answer_to: str = ""  # who a refusal goes to; '' when nobody may be answered
     queued: list[int] = field(default_factory=list)
 
@@ -53,6 +82,7 @@ class Worker:
             self.find_circle,
             self.skip_duplicate,
             self.decide_route,
+            self.take_critique,
             self.take_draft,
         )
 
@@ -97,10 +127,13 @@ class Worker:
             return stop.status, outcome
 
     def _run_steps(self, job: Job) -> str:
-        for step in self.steps:
-            result = step(job)
-            if result is not None:
-                return result
+        try:
+            for step in self.steps:
+                result = step(job)
+                if result is not None:
+                    return result
+        except _Away as away:
+            return self.away(job, away.reason)
         raise Unhandled("no step knew what to do with it")
 
     def _answer_refusal(self, job: Job, refusal: Refuse) -> str:
@@ -170,15 +203,128 @@ class Worker:
             raise Duplicate(f"the same mail as inbound #{earlier}; nothing was done again")
 
     def decide_route(self, job: Job) -> None:
-        assert job.mail is not None
+        mail, circle = job.mail, job.circle
+        assert mail is not None and circle is not None
         job.route = route(job.spooled.rcpt_to, job.spooled.mail_from)
         if job.route.kind == BOUNCE:
             raise Unhandled("a bounce or delivery report; kept for when bounces are handled")
-        reason = automatic_reason(job.mail, job.spooled.mail_from)
+        if job.route.kind == COMMAND and job.route.action == CRITIQUE_ACTION:
+            job.assignment = assignments.find_by_token(self.db, job.route.token)
+            if job.assignment is None:
+                raise Hold(f"the critique address token {job.route.token!r} matches no assignment")
+        elif job.route.kind == DRAFT and (mail.in_reply_to or mail.references):
+            # A reply whose client dropped our Reply-To still threads to the assignment.
+            job.assignment = assignments.find_by_message_ids(
+                self.db, (*mail.references, mail.in_reply_to)
+            )
+        reason = automatic_reason(mail, job.spooled.mail_from) or out_of_office(mail)
+        if reason and job.assignment is not None:
+            raise _Away(reason)
         if reason:
             raise Ignore(f"not answered because {reason}")
-        if job.route.kind == COMMAND:
+        if job.route.kind == COMMAND and job.route.action == REPLY_ACTION:
+            raise Unhandled("a reply to a delivered critique; relaying these comes later; kept")
+        if job.route.kind == COMMAND and job.assignment is None:
             raise Unhandled(f"the command +{job.route.action} is not handled yet; kept")
+
+    def take_critique(self, job: Job) -> str | None:
+        mail, circle, assignment = job.mail, job.circle, job.assignment
+        if assignment is None:
+            return None
+        assert mail is not None and circle is not None
+        reviewer = members.get_by_id(self.db, assignment["reviewer_id"])
+        if mail.from_addr != reviewer.email:
+            raise Hold(
+                f"a critique for assignment #{assignment['id']} came from {mail.from_addr}, "
+                f"not from the reviewer {reviewer.email}; held for a moderator"
+            )
+        job.answer_to = reviewer.email
+        words, trimmed = trim_reply(mail.text)
+        if not words.strip():
+            raise Hold(f"a reply from {reviewer.email} to an assignment with no words of its own")
+        message_id = mail.message_id or job.spooled.dedupe_key
+        now = self.clock.now()
+        late = now > parse_iso(assignment["due_at"])
+        submission = dict(
+            next(
+                iter(
+                    self.db.query(
+                        "SELECT * FROM submissions WHERE id = ?", [assignment["submission_id"]]
+                    )
+                )
+            )
+        )
+        author = members.get_by_id(self.db, submission["member_id"])
+        token = secrets.token_hex(12)
+        delivery = self.composer.compose(
+            circle,
+            "critique_delivery",
+            compose.CritiqueDelivery(
+                author_name=author.greeting_name,
+                reviewer_name=reviewer.greeting_name,
+                circle_name=circle.name,
+                title=submission["title"],
+                critique=words,
+                late=late,
+            ),
+            to=author.email,
+            automatic=False,
+            on_behalf_of=reviewer.greeting_name,
+            reply_to=circle.action_address(REPLY_ACTION, token),
+            thread=tuple(submission["thread"].split()) or (submission["message_id"],),
+        )
+        critique_id = (
+            self.db["critiques"]
+            .insert(
+                {
+                    "assignment_id": assignment["id"],
+                    "spool_id": job.spooled.id,
+                    "message_id": message_id,
+                    "body": words,
+                    "trimmed": trimmed,
+                    "late": int(late),
+                    "received_at": iso(now),
+                    "token": token,
+                    "delivered_message_id": delivery["Message-ID"],
+                }
+            )
+            .last_pk
+        )
+        self.db.execute(
+            "UPDATE assignments SET status = ? WHERE id = ?", [assignments.DONE, assignment["id"]]
+        )
+        self._queue(job, delivery, "critique_delivery")
+        receipt = self.composer.compose(
+            circle,
+            "critique_receipt",
+            compose.CritiqueReceipt(
+                reviewer_name=reviewer.greeting_name,
+                author_name=author.greeting_name,
+                circle_name=circle.name,
+                title=submission["title"],
+                late=late,
+            ),
+            to=reviewer.email,
+            answering=mail,
+        )
+        self._queue(job, receipt, "critique_receipt")
+        return (
+            f"{'late ' if late else ''}critique #{critique_id} of {submission['title']!r} "
+            f"from {reviewer.email} delivered to {author.email}"
+        )
+
+    def away(self, job: Job, reason: str) -> str:
+        """An automatic answer to an assignment: the reviewer is away. Pause, pass work on."""
+        assert job.assignment is not None and job.circle is not None
+        reviewer = members.get_by_id(self.db, job.assignment["reviewer_id"])
+        if job.mail is None or job.mail.from_addr != reviewer.email or reviewer.status != "active":
+            raise Ignore(f"not answered because {reason}")
+        members.set_status(self.db, reviewer.id, members.PAUSED)
+        passed = assignments.pass_on(self.db, self.clock, self.composer, job.circle, reviewer)
+        return (
+            f"an automatic reply from {reviewer.email} ({reason}): paused them and passed "
+            f"{passed} open assignment(s) to backups"
+        )
 
     def take_draft(self, job: Job) -> str:
         mail, circle = job.mail, job.circle
@@ -224,6 +370,10 @@ class Worker:
             draft=draft,
             now=now,
         )
+        config = circle.config
+        waiting = held_back_members(
+            assignments.history(self.db, circle), assignments.round_settings(circle)
+        )
         ack = compose.SubmissionAck(
             member_name=member.greeting_name,
             circle_name=circle.name,
@@ -231,10 +381,15 @@ class Worker:
             word_count=draft.word_count,
             asks=draft.asks,
             queue_position=submissions.queue_position(self.db, circle.id, submission_id),
-            next_round=rounds.next_round_start(now, circle.settings).strftime(
-                "%A %-d %B %Y at %H:%M UTC"
-            ),
+            next_round=rounds.next_round_start(now, config)
+            .astimezone(config.zone)
+            .strftime(f"%A %-d %B %Y at %H:%M ({config.timezone})"),
             help_address=circle.action_address("help"),
+            max_words=config.max_words,
+            too_long=draft.word_count > config.max_words,
+            held_back=member.id in waiting,
+            participation_needed=config.participation_needed,
+            participation_window=config.participation_window,
         )
         self._queue(
             job,

@@ -36,6 +36,71 @@ class SubmissionAck:
     queue_position: int  # 1 = next in line
     next_round: str  # when the next round starts, in words
     help_address: str  # poets+help@...
+    max_words: int  # the circle's word limit
+    too_long: bool  # the draft is over max_words and will wait
+    held_back: bool  # the author takes without giving: their drafts wait until they catch up
+    participation_needed: int  # e.g. critiqued in 3 ...
+    participation_window: int  # ... of the last 4 rounds
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """assignment.txt: a member is asked to critique a draft (or to step in as a backup)."""
+
+    reviewer_name: str
+    author_name: str
+    circle_name: str
+    title: str
+    word_count: int
+    asks: str  # the author's questions, '' if none
+    draft: str  # the draft itself, exactly as written
+    due: str  # the due date in the reviewer's time zone, in words
+    backup: bool  # standing in for a reviewer who could not
+    attachments: str  # names of attached files, comma separated, '' if none
+
+
+@dataclass(frozen=True)
+class Reminder:
+    """reminder.txt: an open assignment is due soon."""
+
+    reviewer_name: str
+    author_name: str
+    circle_name: str
+    title: str
+    due: str
+
+
+@dataclass(frozen=True)
+class CritiqueDelivery:
+    """critique_delivery.txt: a critique of the author's draft, relayed by the circle."""
+
+    author_name: str
+    reviewer_name: str
+    circle_name: str
+    title: str
+    critique: str  # the reviewer's own words, quotes and signature trimmed
+    late: bool
+
+
+@dataclass(frozen=True)
+class CritiqueReceipt:
+    """critique_receipt.txt: the reviewer's critique reached the author."""
+
+    reviewer_name: str
+    author_name: str
+    circle_name: str
+    title: str
+    late: bool
+
+
+@dataclass(frozen=True)
+class ModeratorNotice:
+    """moderator_notice.txt: something the circle's moderators should know."""
+
+    moderator_name: str
+    circle_name: str
+    topic: str  # one line, used as the subject
+    details: str  # what happened and what they might do
 
 
 @dataclass(frozen=True)
@@ -69,6 +134,11 @@ class ProcessingFailed:
 
 
 CONTEXTS: dict[str, type] = {
+    "assignment": Assignment,
+    "reminder": Reminder,
+    "critique_delivery": CritiqueDelivery,
+    "critique_receipt": CritiqueReceipt,
+    "moderator_notice": ModeratorNotice,
     "processing_failed": ProcessingFailed,
     "submission_ack": SubmissionAck,
     "not_a_member": NotAMember,
@@ -122,17 +192,27 @@ class Composer:
         to: str,
         answering: Mail | None = None,
         automatic: bool = True,
+        on_behalf_of: str = "",
+        reply_to: str = "",
+        thread: tuple[str, ...] = (),
+        attachments: tuple[tuple[str, str, bytes], ...] = (),
     ) -> EmailMessage:
+        """A complete mail. ``thread`` (Message-IDs, oldest first) threads it without a Mail
+        to answer; ``on_behalf_of`` relays a member's words as "Ann via Poets"."""
         subject, body = self.render(name, context)
         msg = EmailMessage()
-        msg["From"] = formataddr((circle.name, circle.address))
+        sender = f"{on_behalf_of} via {circle.name}" if on_behalf_of else circle.name
+        msg["From"] = formataddr((sender, circle.address))
         msg["To"] = to
         msg["Subject"] = subject
         msg["Date"] = format_datetime(self.clock.now())
         msg["Message-ID"] = f"<{name}.{secrets.token_hex(10)}@{circle.domain}>"
-        if answering is not None and answering.message_id:
-            msg["In-Reply-To"] = answering.message_id
-            msg["References"] = " ".join(answering.thread)
+        if reply_to:
+            msg["Reply-To"] = reply_to
+        chain = answering.thread if answering is not None and answering.message_id else thread
+        if chain:
+            msg["In-Reply-To"] = chain[-1]
+            msg["References"] = " ".join(chain)
         if automatic:
             # RFC 3834: answers to a mail are auto-replied; nothing should answer them back.
             msg["Auto-Submitted"] = "auto-replied" if answering else "auto-generated"
@@ -142,4 +222,12 @@ class Composer:
         msg["List-Help"] = f"<mailto:{circle.action_address('help')}>"
         msg["List-Unsubscribe"] = f"<mailto:{circle.action_address('leave')}>"
         msg.set_content(body)
+        for filename, content_type, payload in attachments:
+            maintype, _, subtype = content_type.partition("/")
+            msg.add_attachment(
+                payload,
+                maintype=maintype or "application",
+                subtype=subtype or "octet-stream",
+                filename=filename,
+            )
         return msg

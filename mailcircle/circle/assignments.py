@@ -1,0 +1,419 @@
+"""Assignments in the database: starting a round, reminding, expiring, passing to backups.
+
+The choice of who reviews whom is the pure ``assign.plan_round``; this module reads its
+inputs from the database, writes its result and queues the mails, all inside the caller's
+transaction, so a round and its mails are committed together or not at all.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import Message
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlite_utils import Database
+
+from mailcircle.circle import members
+from mailcircle.circle.assign import (
+    PastAssignment,
+    QueuedDraft,
+    RoundInput,
+    RoundPlan,
+    RoundSettings,
+    plan_round,
+)
+from mailcircle.circle.circles import Circle
+from mailcircle.circle.members import Member
+from mailcircle.clock import Clock, iso, parse_iso
+from mailcircle.inbound.parse import parse
+from mailcircle.outbound import compose, outbox
+
+OPEN, DONE, EXPIRED, PASSED_ON = "open", "done", "expired", "passed_on"
+HISTORY_ROUNDS = 12
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    number: int
+    plan: RoundPlan
+    assignment_ids: tuple[int, ...]
+
+
+def round_settings(circle: Circle) -> RoundSettings:
+    c = circle.config
+    return RoundSettings(
+        reviews_per_draft=c.reviews_per_draft,
+        max_reviews_per_round=c.max_reviews_per_round,
+        drafts_per_author=c.drafts_per_author,
+        max_words=c.max_words,
+        participation_needed=c.participation_needed,
+        participation_window=c.participation_window,
+    )
+
+
+def history(db: Database, circle: Circle) -> tuple[PastAssignment, ...]:
+    """The circle's assignments in its last rounds, with whether each was critiqued."""
+    rows = db.execute(
+        """
+        SELECT r.number, a.reviewer_id, s.member_id,
+               EXISTS (SELECT 1 FROM critiques c WHERE c.assignment_id = a.id)
+        FROM assignments a
+        JOIN rounds r ON r.id = a.round_id
+        JOIN submissions s ON s.id = a.submission_id
+        WHERE r.circle_id = ? AND r.number > (
+            SELECT COALESCE(MAX(number), 0) FROM rounds WHERE circle_id = ?) - ?
+        ORDER BY r.number, a.id
+        """,
+        [circle.id, circle.id, HISTORY_ROUNDS],
+    ).fetchall()
+    return tuple(
+        PastAssignment(n, reviewer, author, bool(done)) for n, reviewer, author, done in rows
+    )
+
+
+def next_round_number(db: Database, circle: Circle) -> int:
+    row = db.execute("SELECT MAX(number) FROM rounds WHERE circle_id = ?", [circle.id]).fetchone()
+    return int(row[0] or 0) + 1
+
+
+def round_input(db: Database, circle: Circle) -> RoundInput:
+    reviewers = tuple(
+        row[0]
+        for row in db.execute(
+            "SELECT id FROM members WHERE circle_id = ? AND status = ? ORDER BY id",
+            [circle.id, members.ACTIVE],
+        )
+    )
+    drafts = tuple(
+        QueuedDraft(submission_id=row[0], author_id=row[1], word_count=row[2])
+        for row in db.execute(
+            "SELECT s.id, s.member_id, s.word_count FROM submissions s"
+            " JOIN members m ON m.id = s.member_id"
+            " WHERE s.circle_id = ? AND s.status = 'queued' AND m.status != ? ORDER BY s.id",
+            [circle.id, members.LEFT],
+        )
+    )
+    return RoundInput(
+        round_number=next_round_number(db, circle),
+        reviewers=reviewers,
+        drafts=drafts,
+        history=history(db, circle),
+        settings=round_settings(circle),
+    )
+
+
+def start_round(
+    db: Database, clock: Clock, composer: compose.Composer, circle: Circle, starts_at: datetime
+) -> RoundResult:
+    """Plan and record a round and queue its mails. Call inside a transaction."""
+    inputs = round_input(db, circle)
+    plan = plan_round(inputs)
+    round_id = int(
+        db["rounds"]
+        .insert(
+            {
+                "circle_id": circle.id,
+                "number": inputs.round_number,
+                "starts_at": iso(starts_at),
+                "status": "open",
+            }
+        )
+        .last_pk
+    )
+    due = clock.now() + timedelta(days=circle.config.critique_days)
+    created = tuple(
+        assign(db, clock, composer, circle, submission_id, reviewer_id, round_id, due)
+        for submission_id, reviewer_id in plan.assignments
+    )
+    for submission_id in sorted({s for s, _ in plan.assignments}):
+        db.execute("UPDATE submissions SET status = 'assigned' WHERE id = ?", [submission_id])
+    problems = [
+        f'- "{_title(db, s)}" got {got} reviewer(s), not {circle.config.reviews_per_draft}'
+        for s, got in plan.short
+    ] + [
+        f'- "{_title(db, d.submission_id)}" found no reviewer at all and waits in the queue'
+        for d in plan.deferred
+        if d.reason == "no_reviewers"
+    ]
+    if problems:
+        tell_moderators(
+            db,
+            clock,
+            composer,
+            circle,
+            topic=f"Round {inputs.round_number}: not enough reviewers",
+            details="The circle is too small (or too many members are paused) for every "
+            "draft to get its reviewers this round:\n" + "\n".join(problems),
+        )
+    return RoundResult(inputs.round_number, plan, created)
+
+
+def assign(
+    db: Database,
+    clock: Clock,
+    composer: compose.Composer,
+    circle: Circle,
+    submission_id: int,
+    reviewer_id: int,
+    round_id: int,
+    due: datetime,
+    *,
+    backup_for: int | None = None,
+) -> int:
+    """Create one assignment with its own reply token and queue its mail."""
+    submission = _submission(db, submission_id)
+    reviewer = members.get_by_id(db, reviewer_id)
+    author = members.get_by_id(db, submission["member_id"])
+    token = secrets.token_hex(12)
+    attachments = _draft_attachments(db, submission["spool_id"])
+    context = compose.Assignment(
+        reviewer_name=reviewer.greeting_name,
+        author_name=author.greeting_name,
+        circle_name=circle.name,
+        title=submission["title"],
+        word_count=submission["word_count"],
+        asks=submission["asks"],
+        draft=submission["body"],
+        due=due_text(due, reviewer),
+        backup=backup_for is not None,
+        attachments=", ".join(name for name, _, _ in attachments),
+    )
+    message = composer.compose(
+        circle,
+        "assignment",
+        context,
+        to=reviewer.email,
+        reply_to=circle.action_address("c", token),
+        attachments=attachments,
+    )
+    assignment_id = int(
+        db["assignments"]
+        .insert(
+            {
+                "round_id": round_id,
+                "submission_id": submission_id,
+                "reviewer_id": reviewer_id,
+                "token": token,
+                "status": OPEN,
+                "backup_for": backup_for,
+                "assigned_at": iso(clock.now()),
+                "due_at": iso(due),
+                "message_id": message["Message-ID"],
+            }
+        )
+        .last_pk
+    )
+    _queue(db, clock, circle, message, "assignment")
+    return assignment_id
+
+
+def send_reminders(db: Database, clock: Clock, composer: compose.Composer, circle: Circle) -> int:
+    """Remind reviewers whose open assignment is due within remind_days. Idempotent."""
+    now = clock.now()
+    horizon = now + timedelta(days=circle.config.remind_days)
+    rows = list(
+        db.query(
+            "SELECT a.* FROM assignments a JOIN rounds r ON r.id = a.round_id"
+            " WHERE r.circle_id = ? AND a.status = ? AND a.reminded_at IS NULL"
+            " AND a.due_at <= ? AND a.due_at > ? ORDER BY a.id",
+            [circle.id, OPEN, iso(horizon), iso(now)],
+        )
+    )
+    for row in rows:
+        submission = _submission(db, row["submission_id"])
+        reviewer = members.get_by_id(db, row["reviewer_id"])
+        author = members.get_by_id(db, submission["member_id"])
+        message = composer.compose(
+            circle,
+            "reminder",
+            compose.Reminder(
+                reviewer_name=reviewer.greeting_name,
+                author_name=author.greeting_name,
+                circle_name=circle.name,
+                title=submission["title"],
+                due=due_text(parse_iso(row["due_at"]), reviewer),
+            ),
+            to=reviewer.email,
+            reply_to=circle.action_address("c", row["token"]),
+            thread=(row["message_id"],),
+        )
+        _queue(db, clock, circle, message, "reminder")
+        db.execute("UPDATE assignments SET reminded_at = ? WHERE id = ?", [iso(now), row["id"]])
+    return len(rows)
+
+
+def expire_overdue(db: Database, clock: Clock, composer: compose.Composer, circle: Circle) -> int:
+    """Expire open assignments past their due date; find backups where critiques fall short."""
+    now = clock.now()
+    rows = list(
+        db.query(
+            "SELECT a.id, a.submission_id FROM assignments a JOIN rounds r ON r.id = a.round_id"
+            " WHERE r.circle_id = ? AND a.status = ? AND a.due_at <= ? ORDER BY a.id",
+            [circle.id, OPEN, iso(now)],
+        )
+    )
+    for row in rows:
+        db.execute("UPDATE assignments SET status = ? WHERE id = ?", [EXPIRED, row["id"]])
+    for row in rows:
+        find_backups(db, clock, composer, circle, row["submission_id"], replacing=row["id"])
+    return len(rows)
+
+
+def pass_on(
+    db: Database, clock: Clock, composer: compose.Composer, circle: Circle, member: Member
+) -> int:
+    """Hand a member's open assignments to backups (they are away)."""
+    rows = list(
+        db.query(
+            "SELECT id, submission_id FROM assignments WHERE reviewer_id = ? AND status = ?",
+            [member.id, OPEN],
+        )
+    )
+    for row in rows:
+        db.execute("UPDATE assignments SET status = ? WHERE id = ?", [PASSED_ON, row["id"]])
+        find_backups(db, clock, composer, circle, row["submission_id"], replacing=row["id"])
+    return len(rows)
+
+
+def find_backups(
+    db: Database,
+    clock: Clock,
+    composer: compose.Composer,
+    circle: Circle,
+    submission_id: int,
+    *,
+    replacing: int,
+) -> int:
+    """Assign backups until the draft can still reach min_reviews critiques."""
+    counts = db.execute(
+        "SELECT SUM(status = ?), SUM(EXISTS (SELECT 1 FROM critiques c"
+        " WHERE c.assignment_id = assignments.id)) FROM assignments WHERE submission_id = ?",
+        [OPEN, submission_id],
+    ).fetchone()
+    open_now, critiqued = int(counts[0] or 0), int(counts[1] or 0)
+    missing = circle.config.min_reviews - critiqued - open_now
+    if missing <= 0:
+        return 0
+    submission = _submission(db, submission_id)
+    candidates = list(
+        db.execute(
+            """
+        SELECT m.id FROM members m
+        WHERE m.circle_id = ? AND m.status = ? AND m.id != ?
+          AND m.id NOT IN (SELECT reviewer_id FROM assignments WHERE submission_id = ?)
+        ORDER BY (SELECT COUNT(*) FROM assignments a WHERE a.reviewer_id = m.id
+                  AND a.status = ?), m.id
+        LIMIT ?
+        """,
+            [circle.id, members.ACTIVE, submission["member_id"], submission_id, OPEN, missing],
+        )
+    )
+    round_id = db.execute("SELECT round_id FROM assignments WHERE id = ?", [replacing]).fetchone()[
+        0
+    ]
+    due = clock.now() + timedelta(days=circle.config.backup_days)
+    for (reviewer_id,) in candidates:
+        assign(
+            db,
+            clock,
+            composer,
+            circle,
+            submission_id,
+            reviewer_id,
+            round_id,
+            due,
+            backup_for=replacing,
+        )
+    if len(candidates) < missing:
+        tell_moderators(
+            db,
+            clock,
+            composer,
+            circle,
+            topic=f'No backup reviewer for "{submission["title"]}"',
+            details=f'An assignment for "{submission["title"]}" lapsed and no other active '
+            "member is free to step in. The draft may get fewer critiques than the circle "
+            "wants; you could review it yourselves or ask a paused member back.",
+        )
+    return len(candidates)
+
+
+def tell_moderators(
+    db: Database,
+    clock: Clock,
+    composer: compose.Composer,
+    circle: Circle,
+    *,
+    topic: str,
+    details: str,
+) -> int:
+    sent = 0
+    for moderator in members.moderators(db, circle):
+        message = composer.compose(
+            circle,
+            "moderator_notice",
+            compose.ModeratorNotice(
+                moderator_name=moderator.greeting_name,
+                circle_name=circle.name,
+                topic=topic,
+                details=details,
+            ),
+            to=moderator.email,
+        )
+        _queue(db, clock, circle, message, "moderator_notice")
+        sent += 1
+    return sent
+
+
+def find_by_token(db: Database, token: str) -> dict[str, Any] | None:
+    rows = list(db.query("SELECT * FROM assignments WHERE token = ?", [token]))
+    return rows[0] if rows else None
+
+
+def find_by_message_ids(db: Database, message_ids: tuple[str, ...]) -> dict[str, Any] | None:
+    """The assignment whose mail one of these Message-IDs is (for replies that lost the token)."""
+    for message_id in reversed(message_ids):
+        rows = list(db.query("SELECT * FROM assignments WHERE message_id = ?", [message_id]))
+        if rows:
+            return rows[0]
+    return None
+
+
+def due_text(moment: datetime, member: Member) -> str:
+    try:
+        zone = ZoneInfo(member.timezone)
+    except (KeyError, ValueError):
+        zone = ZoneInfo("UTC")
+    local = moment.astimezone(zone)
+    return local.strftime(f"%A %-d %B at %H:%M ({member.timezone})")
+
+
+def _submission(db: Database, submission_id: int) -> dict[str, Any]:
+    return dict(next(iter(db.query("SELECT * FROM submissions WHERE id = ?", [submission_id]))))
+
+
+def _title(db: Database, submission_id: int) -> str:
+    return str(_submission(db, submission_id)["title"])
+
+
+def _draft_attachments(db: Database, spool_id: int) -> tuple[tuple[str, str, bytes], ...]:
+    row = db.execute("SELECT raw FROM spool WHERE id = ?", [spool_id]).fetchone()
+    if row is None:
+        return ()
+    return tuple(
+        (a.filename or "draft", a.content_type, a.payload) for a in parse(row[0]).attachments
+    )
+
+
+def _queue(db: Database, clock: Clock, circle: Circle, message: Message, purpose: str) -> None:
+    outbox.queue(
+        db,
+        message,
+        now=clock.now(),
+        circle_id=circle.id,
+        purpose=purpose,  # type: ignore[arg-type]
+        mail_from=circle.action_address("bounce"),
+    )

@@ -1,0 +1,105 @@
+"""A circle's own settings (stored as JSON on the circle), with their defaults and checks.
+
+`mailcircle circle set CIRCLE KEY VALUE` changes one; `mailcircle circle show CIRCLE`
+lists them all. Every key, its default and its meaning is here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import time
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from mailcircle.errors import MailcircleError
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@dataclass(frozen=True)
+class CircleSettings:
+    reviews_per_draft: int = 3  # reviewers each draft gets in a round
+    max_reviews_per_round: int = 2  # assignments one member gets in a round, at most
+    drafts_per_author: int = 1  # drafts of one author that go out in one round
+    max_words: int = 8000  # longer drafts wait, and the author is told why
+    participation_needed: int = 3  # critiqued in at least this many ...
+    participation_window: int = 4  # ... of their last this-many rounds with assignments
+    critique_days: int = 7  # days a reviewer has for a critique
+    remind_days: int = 2  # a reminder goes this many days before the due date
+    min_reviews: int = 2  # below this, an expired assignment passes to a backup
+    backup_days: int = 3  # days a backup reviewer has
+    round_day: str = "monday"  # the weekday rounds start on
+    round_time: str = "09:00"  # the time rounds start, in the circle's time zone
+    timezone: str = "UTC"  # the circle's time zone, for round starts
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def start_time(self) -> time:
+        return time.fromisoformat(self.round_time)
+
+
+HELP: dict[str, str] = {
+    "reviews_per_draft": "reviewers each draft gets in a round",
+    "max_reviews_per_round": "assignments one member gets in a round, at most",
+    "drafts_per_author": "drafts of one author that go out in one round",
+    "max_words": "longer drafts wait, and the author is told why",
+    "participation_needed": "rounds critiqued (of participation_window) to keep submitting",
+    "participation_window": "how many recent rounds with assignments count",
+    "critique_days": "days a reviewer has for a critique",
+    "remind_days": "a reminder goes this many days before the due date",
+    "min_reviews": "below this many critiques, an expired assignment passes to a backup",
+    "backup_days": "days a backup reviewer has",
+    "round_day": "the weekday rounds start on",
+    "round_time": "the time rounds start (HH:MM), in the circle's time zone",
+    "timezone": "the circle's time zone (e.g. Europe/Paris)",
+}
+
+
+def from_json(stored: dict[str, Any]) -> CircleSettings:
+    known = {f.name for f in fields(CircleSettings)}
+    return CircleSettings(**{k: v for k, v in stored.items() if k in known})
+
+
+def parse_value(key: str, text: str) -> Any:
+    """Check one setting as typed on the command line; the error names the key and why."""
+    kinds = {f.name: f.type for f in fields(CircleSettings)}
+    if key not in kinds:
+        raise MailcircleError(f"unknown circle setting {key!r} (known: {', '.join(sorted(kinds))})")
+    default = getattr(CircleSettings(), key)
+    if isinstance(default, int):
+        if not text.strip().isdigit():
+            raise MailcircleError(f"{key} must be a whole number, not {text!r}")
+        value: Any = int(text)
+        if value < 1 and key not in ("remind_days",):
+            raise MailcircleError(f"{key} must be at least 1")
+        return value
+    value = text.strip()
+    if key == "round_day" and value.lower() not in WEEKDAYS:
+        raise MailcircleError(f"round_day must be one of {', '.join(WEEKDAYS)}, not {text!r}")
+    if key == "round_day":
+        return value.lower()
+    if key == "round_time":
+        try:
+            time.fromisoformat(value)
+        except ValueError:
+            raise MailcircleError(f"round_time must look like 09:00, not {text!r}") from None
+    if key == "timezone":
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise MailcircleError(
+                f"{text!r} is not a time zone (try Europe/Paris or UTC)"
+            ) from None
+    return value
+
+
+def check_together(settings: CircleSettings) -> None:
+    if settings.participation_needed > settings.participation_window:
+        raise MailcircleError("participation_needed cannot be more than participation_window")
+    if settings.remind_days >= settings.critique_days:
+        raise MailcircleError("remind_days must be fewer than critique_days")
+    if settings.min_reviews > settings.reviews_per_draft:
+        raise MailcircleError("min_reviews cannot be more than reviews_per_draft")
