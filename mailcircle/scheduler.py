@@ -61,10 +61,11 @@ def run_due(db: Database, clock: Clock, composer: Composer) -> DueReport:
     """Everything due now, for every circle, each job in its own transaction."""
     report = DueReport()
     for circle in circles.all_circles(db):
+        # Expiry first: work that lapsed counts against its reviewer before a round is planned.
         jobs: tuple[tuple[str, Callable[[], None]], ...] = (
-            ("round", lambda c=circle: _round(db, clock, composer, c, report)),
-            ("reminders", lambda c=circle: _remind(db, clock, composer, c, report)),
             ("expiry", lambda c=circle: _expire(db, clock, composer, c, report)),
+            ("reminders", lambda c=circle: _remind(db, clock, composer, c, report)),
+            ("round", lambda c=circle: _round(db, clock, composer, c, report)),
         )
         for name, job in jobs:
             try:

@@ -55,19 +55,24 @@ def round_settings(circle: Circle) -> RoundSettings:
 
 
 def history(db: Database, circle: Circle) -> tuple[PastAssignment, ...]:
-    """The circle's assignments in its last rounds, with whether each was critiqued."""
+    """The circle's assignments in its last rounds, with whether each was critiqued.
+
+    Work still open (not yet due, no critique yet) is left out: it is neither given nor
+    missed yet, so nobody is held back for a round that is still under way.
+    """
     rows = db.execute(
         """
         SELECT r.number, a.reviewer_id, s.member_id,
-               EXISTS (SELECT 1 FROM critiques c WHERE c.assignment_id = a.id)
+               EXISTS (SELECT 1 FROM critiques c WHERE c.assignment_id = a.id) AS done
         FROM assignments a
         JOIN rounds r ON r.id = a.round_id
         JOIN submissions s ON s.id = a.submission_id
         WHERE r.circle_id = ? AND r.number > (
             SELECT COALESCE(MAX(number), 0) FROM rounds WHERE circle_id = ?) - ?
+          AND (a.status != ? OR done)
         ORDER BY r.number, a.id
         """,
-        [circle.id, circle.id, HISTORY_ROUNDS],
+        [circle.id, circle.id, HISTORY_ROUNDS, OPEN],
     ).fetchall()
     return tuple(
         PastAssignment(n, reviewer, author, bool(done)) for n, reviewer, author, done in rows
