@@ -169,3 +169,80 @@ def test_every_command_and_setting_is_documented_in_the_readme() -> None:
     assert missing == [], f"README.md does not mention: {missing}"
     keys = [key.rpartition(".")[2] for key in DOCUMENTED_KEYS]
     assert [key for key in keys if f"{key} =" not in readme] == []
+    from mailcircle.circle.settings import HELP
+
+    assert [key for key in HELP if f"| `{key}` |" not in readme] == []
+
+
+def test_circle_settings_are_set_checked_and_shown(run) -> None:  # noqa: ANN001
+    ok(run("circle", "create", "poets@example.org", "--name", "Poets"))
+    assert ok(run("circle", "set", "poets@example.org", "round_day", "Friday")) == (
+        "Poets: round_day = friday\n"
+    )
+    unknown = run("circle", "set", "poets@example.org", "colour", "blue")
+    assert unknown.exit_code == 1
+    assert unknown.output.startswith("Error: unknown circle setting 'colour' (known: backup_days,")
+    for args, error in (
+        (("max_words", "lots"), "max_words must be a whole number, not 'lots'"),
+        (
+            ("timezone", "Mars/Olympus"),
+            "'Mars/Olympus' is not a time zone (try Europe/Paris or UTC)",
+        ),
+        (("remind_days", "9"), "remind_days must be fewer than critique_days"),
+    ):
+        result = run("circle", "set", "poets@example.org", *args)
+        assert (result.exit_code, result.output) == (1, f"Error: {error}\n")
+    shown = ok(run("circle", "show", "poets@example.org")).splitlines()
+    assert shown[0] == "Poets <poets@example.org>"
+    assert any(line.startswith("* round_day") and "friday" in line for line in shown)
+    assert any(line.startswith("  reviews_per_draft") and " 3 " in line for line in shown)
+
+
+def test_run_due_needs_a_moment_with_a_time_zone(run) -> None:  # noqa: ANN001
+    assert run("run-due", "--now", "next monday").output == (
+        "Error: --now must be an ISO date and time, not 'next monday'\n"
+    )
+    assert run("run-due", "--now", "2026-03-09T09:00:00").output == (
+        "Error: --now needs a time zone, e.g. 2026-03-09T09:00:00+00:00\n"
+    )
+    assert ok(run("run-due", "--now", "2026-03-09T09:00:00+00:00")) == (
+        "0 reminders, 0 assignments expired.\n"
+    )
+
+
+def test_round_preview_shows_who_would_review_whom_and_changes_nothing(
+    run,
+    tmp_path: Path,  # noqa: ANN001
+) -> None:
+    from mailcircle.circle import circles, submissions
+
+    ok(run("circle", "create", "poets@example.org", "--name", "Poets"))
+    for name in ("ann", "ben"):
+        ok(run("members", "add", "poets@example.org", f"{name}@example.net"))
+    db = database.connect(tmp_path / "circle.db")
+    [spool_id] = spool.store(
+        db,
+        FakeClock(),
+        source="smtp",
+        peer="",
+        mail_from="ann@example.net",
+        recipients=[("poets@example.org", 1)],
+        raw=draft(),
+    )
+    circle = circles.get(db, "poets@example.org")
+    submissions.create(
+        db,
+        circle_id=circle.id,
+        member_id=1,
+        spool_id=spool_id,
+        message_id="<p@x>",
+        thread=(),
+        now=FakeClock().now(),
+        draft=submissions.read_draft("Fog", "the fog comes"),
+    )
+    preview = ok(run("round", "preview", "poets@example.org")).splitlines()
+    assert preview[0] == "Round 1 of Poets: 1 drafts queued, 2 members can review."
+    assert preview[1].split() == ["DRAFT", "AUTHOR", "REVIEWER"]
+    assert preview[2].split() == ["Fog", "ann@example.net", "ben@example.net"]
+    assert "short: 'Fog' gets only 1 reviewer(s)" in preview
+    assert db.execute("SELECT COUNT(*) FROM rounds").fetchone()[0] == 0
