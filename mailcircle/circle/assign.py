@@ -188,10 +188,12 @@ def _exact(drafts, reviewers, wanted, cap, tier, recent_load, tiebreak):  # noqa
                     continue
                 seen.add(key)
                 other = holder.get(key)
+                before = slot_of[slot]
+                slot_of[slot] = r  # tentatively: siblings moved meanwhile must avoid r
                 if other is None or augment(other, units, limit, seen):
                     holder[key] = slot
-                    slot_of[slot] = r
                     return True
+                slot_of[slot] = before
         return False
 
     for units in range(1, cap + 1):  # everyone's first assignment before anyone's second
