@@ -1,0 +1,154 @@
+"""Answers to assignments, at the worker: critiques, wrong senders, lost tokens, away notices."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import timedelta
+from email.message import EmailMessage
+
+import pytest
+from conftest import draft
+
+from mailcircle.circle import assignments, members
+from mailcircle.db import transaction
+from mailcircle.inbound import spool
+from mailcircle.inbound.process import Worker
+from mailcircle.outbound.compose import Composer
+
+
+@pytest.fixture
+def worker(db, clock, poets) -> Worker:  # noqa: ANN001
+    members.add(db, clock, poets, "cid@example.net", "Cid")
+    return Worker(db, clock, Composer(clock))
+
+
+def deliver(db, clock, worker, raw: bytes, to: str, mail_from: str = "x@example.net") -> str:  # noqa: ANN001
+    [spool_id] = spool.store(
+        db, clock, source="smtp", peer="", mail_from=mail_from, recipients=[(to, 1)], raw=raw
+    )
+    return worker.process(spool.get(db, spool_id))
+
+
+def outgoing(db, purpose: str) -> list[EmailMessage]:  # noqa: ANN001
+    return [
+        email.message_from_bytes(row["raw"], policy=email.policy.default)  # type: ignore[misc]
+        for row in db.query("SELECT raw FROM outbox WHERE purpose = ? ORDER BY id", [purpose])
+    ]
+
+
+@pytest.fixture
+def assigned(db, clock, worker, poets):  # noqa: ANN001, ANN201
+    """Ann's draft, sent out in round 1: returns her assignments' rows."""
+    assert deliver(db, clock, worker, draft(), "poets@example.org", "ann@example.net") == "done"
+    with transaction(db):
+        assignments.start_round(db, clock, Composer(clock), poets, clock.now())
+    return list(db.query("SELECT * FROM assignments ORDER BY id"))
+
+
+def reply(row: dict, sender: str, body: str, *, token: bool = True, headers=None) -> bytes:  # noqa: ANN001
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = f"poets+c-{row['token']}@example.org" if token else "poets@example.org"
+    msg["Subject"] = "Re: Please critique"
+    msg["Message-ID"] = f"<reply-{row['id']}-{sender}>"
+    msg["In-Reply-To"] = row["message_id"]
+    for name, value in (headers or {}).items():
+        del msg[name]
+        msg[name] = value
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+def reviewer_email(db, row) -> str:  # noqa: ANN001
+    return members.get_by_id(db, row["reviewer_id"]).email
+
+
+def test_a_reply_to_an_assignment_reaches_the_author(db, clock, worker, assigned) -> None:  # noqa: ANN001
+    row = assigned[0]
+    who = reviewer_email(db, row)
+    raw = reply(row, who, "The second stanza sings.\n\nOn Mon, Poets wrote:\n> so much\n")
+    assert deliver(db, clock, worker, raw, f"poets+c-{row['token']}@example.org") == "done"
+    [delivery] = outgoing(db, "critique_delivery")
+    assert delivery["To"] == "ann@example.net"
+    assert "The second stanza sings." in delivery.get_content()
+    assert "so much" not in delivery.get_content()
+    assert delivery["In-Reply-To"] == "<draft-1@example.net>"  # threads under her draft
+    [receipt] = outgoing(db, "critique_receipt")
+    assert receipt["To"] == who
+    [critique] = db.query("SELECT body, trimmed, late FROM critiques")
+    assert critique == {
+        "body": "The second stanza sings.",
+        "trimmed": "On Mon, Poets wrote:\n> so much",
+        "late": 0,
+    }
+
+
+def test_a_token_used_from_another_address_is_held(db, clock, worker, assigned) -> None:  # noqa: ANN001
+    row = assigned[0]
+    raw = reply(row, "mallory@example.com", "I am the reviewer, honest.")
+    assert deliver(db, clock, worker, raw, f"poets+c-{row['token']}@example.org") == "held"
+    assert outgoing(db, "critique_delivery") == []
+    assert db.execute("SELECT status FROM assignments WHERE id = ?", [row["id"]]).fetchone() == (
+        "open",
+    )
+
+
+def test_a_reply_that_lost_its_token_is_found_by_its_thread(db, clock, worker, assigned) -> None:  # noqa: ANN001
+    row = assigned[0]
+    raw = reply(row, reviewer_email(db, row), "Lovely.", token=False)
+    assert deliver(db, clock, worker, raw, "poets@example.org") == "done"
+    assert len(outgoing(db, "critique_delivery")) == 1
+    assert db.execute("SELECT COUNT(*) FROM submissions").fetchone() == (1,)  # not a draft
+
+
+def test_a_late_critique_is_still_delivered_and_marked_late(db, clock, worker, assigned) -> None:  # noqa: ANN001
+    row = assigned[0]
+    clock.advance(days=8)
+    with transaction(db):
+        assignments.expire_overdue(db, clock, Composer(clock), worker_circle(db))
+    raw = reply(row, reviewer_email(db, row), "Sorry I'm late: I loved it.")
+    assert deliver(db, clock, worker, raw, f"poets+c-{row['token']}@example.org") == "done"
+    [delivery] = outgoing(db, "critique_delivery")
+    assert "(a little after the due date)" in delivery.get_content()
+    assert db.execute("SELECT late FROM critiques").fetchone() == (1,)
+
+
+def test_an_out_of_office_reply_pauses_the_member_and_passes_the_work_on(
+    db,
+    clock,
+    worker,
+    poets,  # noqa: ANN001
+) -> None:
+    from mailcircle.circle import circles
+
+    for name in ("dee", "eve"):
+        members.add(db, clock, poets, f"{name}@example.net")
+    circle = circles.set_setting(db, poets, "min_reviews", "3")
+    assert deliver(db, clock, worker, draft(), "poets@example.org", "ann@example.net") == "done"
+    with transaction(db):
+        assignments.start_round(db, clock, Composer(clock), circle, clock.now())
+    row = next(iter(db.query("SELECT * FROM assignments ORDER BY id")))
+    who = reviewer_email(db, row)
+    raw = reply(
+        row,
+        who,
+        "I am away until April.",
+        headers={"Auto-Submitted": "auto-replied", "Subject": "Out of Office"},
+    )
+    assert deliver(db, clock, worker, raw, f"poets+c-{row['token']}@example.org") == "done"
+    assert members.find(db, worker_circle(db), who).status == "paused"
+    statuses = dict(db.execute("SELECT id, status FROM assignments").fetchall())
+    assert statuses[row["id"]] == "passed_on"
+    backups = list(db.query("SELECT * FROM assignments WHERE backup_for = ?", [row["id"]]))
+    assert len(backups) == 1 and backups[0]["reviewer_id"] != row["reviewer_id"]
+    assert outgoing(db, "critique_delivery") == [] and outgoing(db, "critique_receipt") == []
+    [backup_mail] = [m for m in outgoing(db, "assignment") if "step in" in m["Subject"]]
+    due = assignments.due_text(clock.now() + timedelta(days=3), members.get_by_id(db, 1))
+    assert due.split(" at ")[0] in backup_mail.get_content()
+
+
+def worker_circle(db):  # noqa: ANN001, ANN201
+    from mailcircle.circle import circles
+
+    return circles.get(db, "poets@example.org")
