@@ -12,6 +12,11 @@ from email.utils import getaddresses
 
 SEPARATOR = "+"
 
+# The actions whose address carries a token.
+CRITIQUE = "c"  # poets+c-TOKEN@: the Reply-To of an assignment
+REPLY = "r"  # poets+r-TOKEN@: the Reply-To of a delivered critique
+BOUNCE = "bounce"  # poets+bounce@: the envelope sender of everything the circle sends
+
 
 @dataclass(frozen=True)
 class Address:

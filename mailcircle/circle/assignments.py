@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from sqlite_utils import Database
 
+from mailcircle import addresses
 from mailcircle.circle import members
 from mailcircle.circle.assign import (
     PastAssignment,
@@ -169,7 +170,7 @@ def assign(
     backup_for: int | None = None,
 ) -> int:
     """Create one assignment with its own reply token and queue its mail."""
-    submission = _submission(db, submission_id)
+    submission = get_submission(db, submission_id)
     reviewer = members.get_by_id(db, reviewer_id)
     author = members.get_by_id(db, submission["member_id"])
     token = secrets.token_hex(12)
@@ -191,7 +192,7 @@ def assign(
         "assignment",
         context,
         to=reviewer.email,
-        reply_to=circle.action_address("c", token),
+        reply_to=circle.action_address(addresses.CRITIQUE, token),
         attachments=attachments,
     )
     assignment_id = int(
@@ -228,7 +229,7 @@ def send_reminders(db: Database, clock: Clock, composer: compose.Composer, circl
         )
     )
     for row in rows:
-        submission = _submission(db, row["submission_id"])
+        submission = get_submission(db, row["submission_id"])
         reviewer = members.get_by_id(db, row["reviewer_id"])
         author = members.get_by_id(db, submission["member_id"])
         message = composer.compose(
@@ -242,7 +243,7 @@ def send_reminders(db: Database, clock: Clock, composer: compose.Composer, circl
                 due=due_text(parse_iso(row["due_at"]), reviewer),
             ),
             to=reviewer.email,
-            reply_to=circle.action_address("c", row["token"]),
+            reply_to=circle.action_address(addresses.CRITIQUE, row["token"]),
             thread=(row["message_id"],),
         )
         _queue(db, clock, circle, message, "reminder")
@@ -302,7 +303,7 @@ def find_backups(
     missing = circle.config.min_reviews - critiqued - open_now
     if missing <= 0:
         return 0
-    submission = _submission(db, submission_id)
+    submission = get_submission(db, submission_id)
     candidates = list(
         db.execute(
             """
@@ -396,12 +397,12 @@ def due_text(moment: datetime, member: Member) -> str:
     return local.strftime(f"%A %-d %B at %H:%M ({member.timezone})")
 
 
-def _submission(db: Database, submission_id: int) -> dict[str, Any]:
+def get_submission(db: Database, submission_id: int) -> dict[str, Any]:
     return dict(next(iter(db.query("SELECT * FROM submissions WHERE id = ?", [submission_id]))))
 
 
 def _title(db: Database, submission_id: int) -> str:
-    return str(_submission(db, submission_id)["title"])
+    return str(get_submission(db, submission_id)["title"])
 
 
 def _draft_attachments(db: Database, spool_id: int) -> tuple[tuple[str, str, bytes], ...]:
@@ -420,5 +421,5 @@ def _queue(db: Database, clock: Clock, circle: Circle, message: Message, purpose
         now=clock.now(),
         circle_id=circle.id,
         purpose=purpose,  # type: ignore[arg-type]
-        mail_from=circle.action_address("bounce"),
+        mail_from=circle.action_address(addresses.BOUNCE),
     )

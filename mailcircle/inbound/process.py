@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from mailcircle import addresses
 from mailcircle.circle import assignments, circles, members, rounds, submissions
 from mailcircle.circle.assign import held_back_members
 from mailcircle.circle.circles import Circle
@@ -34,8 +35,6 @@ from mailcircle.outbound import compose, outbox
 log = logging.getLogger(__name__)
 
 TEXT_ATTACHMENT_SUFFIXES = (".txt", ".md", ".markdown")
-CRITIQUE_ACTION = "c"  # poets+c-TOKEN@: the Reply-To of an assignment
-REPLY_ACTION = "r"  # poets+r-TOKEN@: the Reply-To of a delivered critique
 
 _OUT_OF_OFFICE = re.compile(
     r"\b(out of (the )?office|automatic reply|auto.?reply|autoreply|on vacation|away from"
@@ -179,7 +178,7 @@ class Worker:
                 now=self.clock.now(),
                 circle_id=job.circle.id,
                 purpose=purpose,
-                mail_from=job.circle.action_address("bounce"),
+                mail_from=job.circle.action_address(addresses.BOUNCE),
                 spool_id=job.spooled.id,
             )
         )
@@ -208,7 +207,7 @@ class Worker:
         job.route = route(job.spooled.rcpt_to, job.spooled.mail_from)
         if job.route.kind == BOUNCE:
             raise Unhandled("a bounce or delivery report; kept for when bounces are handled")
-        if job.route.kind == COMMAND and job.route.action == CRITIQUE_ACTION:
+        if job.route.kind == COMMAND and job.route.action == addresses.CRITIQUE:
             job.assignment = assignments.find_by_token(self.db, job.route.token)
             if job.assignment is None:
                 raise Hold(f"the critique address token {job.route.token!r} matches no assignment")
@@ -222,7 +221,7 @@ class Worker:
             raise _Away(reason)
         if reason:
             raise Ignore(f"not answered because {reason}")
-        if job.route.kind == COMMAND and job.route.action == REPLY_ACTION:
+        if job.route.kind == COMMAND and job.route.action == addresses.REPLY:
             raise Unhandled("a reply to a delivered critique; relaying these comes later; kept")
         if job.route.kind == COMMAND and job.assignment is None:
             raise Unhandled(f"the command +{job.route.action} is not handled yet; kept")
@@ -245,15 +244,7 @@ class Worker:
         message_id = mail.message_id or job.spooled.dedupe_key
         now = self.clock.now()
         late = now > parse_iso(assignment["due_at"])
-        submission = dict(
-            next(
-                iter(
-                    self.db.query(
-                        "SELECT * FROM submissions WHERE id = ?", [assignment["submission_id"]]
-                    )
-                )
-            )
-        )
+        submission = assignments.get_submission(self.db, assignment["submission_id"])
         author = members.get_by_id(self.db, submission["member_id"])
         token = secrets.token_hex(12)
         delivery = self.composer.compose(
@@ -270,7 +261,7 @@ class Worker:
             to=author.email,
             automatic=False,
             on_behalf_of=reviewer.greeting_name,
-            reply_to=circle.action_address(REPLY_ACTION, token),
+            reply_to=circle.action_address(addresses.REPLY, token),
             thread=tuple(submission["thread"].split()) or (submission["message_id"],),
         )
         critique_id = (

@@ -26,7 +26,7 @@ def route(rcpt_to: str, mail_from: str) -> Route:
     parsed = addresses.parse(rcpt_to)
     if parsed is None:
         raise ValueError(f"not an address: {rcpt_to!r}")
-    if parsed.action == BOUNCE or not mail_from:
+    if parsed.action == addresses.BOUNCE or not mail_from:
         return Route(BOUNCE, token=parsed.token)
     if parsed.action:
         return Route(COMMAND, action=parsed.action, token=parsed.token)
