@@ -238,7 +238,8 @@ class Worker:
                 f"not from the reviewer {reviewer.email}; held for a moderator"
             )
         job.answer_to = reviewer.email
-        words, trimmed = trim_reply(mail.text)
+        reply = trim_reply(mail.text)
+        words, trimmed = reply.text, reply.elided
         if not words.strip():
             raise Hold(f"a reply from {reviewer.email} to an assignment with no words of its own")
         message_id = mail.message_id or job.spooled.dedupe_key
