@@ -111,3 +111,8 @@ def test_a_section_break_inside_a_long_critique_is_not_a_signature() -> None:
     body = "\n".join(f"Thought number {n}." for n in range(12))
     result = trim_reply(f"First part.\n\n***\n\n{body}\n")
     assert "Thought number 11." in result.text
+
+
+def test_words_starting_like_an_attribution_are_not_swallowed_by_the_next_one() -> None:
+    mail = "On time, as promised.\n\nOn Mon, Poets <poets@example.org> wrote:\n> so much\n"
+    assert trim_reply(mail).text == "On time, as promised."

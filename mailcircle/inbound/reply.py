@@ -142,6 +142,8 @@ def _join_wrapped_attributions(lines: list[str]) -> list[str]:
         if kind_of(line) == "t" and _ATTRIBUTION_START.match(line):
             parts = [line.strip()]
             for span, more in enumerate(lines[index + 1 : index + 6], start=2):
+                if kind_of(more) == "b":
+                    break  # the next line is an attribution of its own
                 parts.append(re.sub(r"^[\s>-]*", "", more).strip())
                 joined = " ".join(p for p in parts if p)
                 if _ATTRIBUTION.match(joined.replace("\xa0", " ")):
