@@ -176,6 +176,44 @@ def _roles_and_critique_replies(db: Database) -> None:
     )
 
 
+@migrations(name="0004_tokens_bounces_strangers")
+def _tokens_bounces_strangers(db: Database) -> None:
+    db.executescript(
+        """
+        -- Confirmations of +join and +leave: the token goes only to the address concerned,
+        -- so nobody can join or remove someone else by forging a From: header.
+        CREATE TABLE confirmations (
+            token TEXT PRIMARY KEY,
+            circle_id INTEGER NOT NULL REFERENCES circles(id),
+            email TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            purpose TEXT NOT NULL,                 -- join, leave
+            created_at TEXT NOT NULL,
+            used_at TEXT
+        );
+        -- Each member's VERP token: mail to them is sent from poets+bounce-TOKEN@, so a
+        -- bounce names the member it is about.
+        ALTER TABLE members ADD COLUMN bounce_token TEXT;
+        CREATE UNIQUE INDEX members_bounce_token ON members (bounce_token);
+        CREATE TABLE bounces (
+            id INTEGER PRIMARY KEY,
+            member_id INTEGER NOT NULL REFERENCES members(id),
+            spool_id INTEGER NOT NULL REFERENCES spool(id),
+            kind TEXT NOT NULL,                    -- hard, soft
+            status TEXT NOT NULL DEFAULT '',       -- the DSN's status code, e.g. 5.1.1
+            received_at TEXT NOT NULL
+        );
+        -- When a stranger was last told how to join (one explanation per address per week).
+        CREATE TABLE stranger_notices (
+            circle_id INTEGER NOT NULL REFERENCES circles(id),
+            email TEXT NOT NULL,
+            sent_at TEXT NOT NULL,
+            PRIMARY KEY (circle_id, email)
+        );
+        """
+    )
+
+
 def connect(path: str | Path) -> Database:
     """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
     path = Path(path)

@@ -63,7 +63,12 @@ def test_a_members_draft_is_stored_and_acknowledged_in_its_thread(
 
     message = ack.message
     assert ack.rcpt_tos == ["ann@example.net"]
-    assert ack.mail_from == "poets+bounce@example.org"
+    db = database.connect(serve.config.parent / "circle.db")
+    [token] = db.execute(
+        "SELECT bounce_token FROM members WHERE email = 'ann@example.net'"
+    ).fetchone()
+    db.close()
+    assert ack.mail_from == f"poets+bounce-{token}@example.org"  # VERP: a bounce names Ann
     assert message["From"] == "Poets <poets@example.org>"
     assert message["To"] == "ann@example.net"
     assert message["Subject"] == "Queued for the next round: The Red Wheelbarrow"

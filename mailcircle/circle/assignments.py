@@ -415,11 +415,4 @@ def _draft_attachments(db: Database, spool_id: int) -> tuple[tuple[str, str, byt
 
 
 def _queue(db: Database, clock: Clock, circle: Circle, message: Message, purpose: str) -> None:
-    outbox.queue(
-        db,
-        message,
-        now=clock.now(),
-        circle_id=circle.id,
-        purpose=purpose,  # type: ignore[arg-type]
-        mail_from=circle.action_address(addresses.BOUNCE),
-    )
+    outbox.queue_for_circle(db, circle, message, now=clock.now(), purpose=purpose)  # type: ignore[arg-type]

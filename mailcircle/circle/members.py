@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,7 @@ def add(
             "name": name.strip(),
             "status": ACTIVE,
             "role": role,
+            "bounce_token": secrets.token_hex(8),
             "joined_at": iso(clock.now()),
             "left_at": None,
         }
@@ -130,3 +132,21 @@ def moderators(db: Database, circle: Circle) -> list[Member]:
             [circle.id, MODERATOR, LEFT],
         )
     ]
+
+
+def bounce_address(db: Database, circle: Circle, email: str) -> str:
+    """The envelope sender for mail to ``email``: VERP, so a bounce names its member."""
+    member = find(db, circle, email, include_left=True)
+    if member is None:
+        return circle.action_address(addresses.BOUNCE)
+    row = db.execute("SELECT bounce_token FROM members WHERE id = ?", [member.id]).fetchone()
+    token = row[0]
+    if not token:
+        token = secrets.token_hex(8)
+        db.execute("UPDATE members SET bounce_token = ? WHERE id = ?", [token, member.id])
+    return circle.action_address(addresses.BOUNCE, token)
+
+
+def by_bounce_token(db: Database, token: str) -> Member | None:
+    rows = list(db.query("SELECT * FROM members WHERE bounce_token = ?", [token]))
+    return Member.from_row(rows[0]) if rows else None

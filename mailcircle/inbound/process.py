@@ -172,13 +172,12 @@ class Worker:
     def _queue(self, job: Job, message: object, purpose: str) -> None:
         assert job.circle is not None
         job.queued.append(
-            outbox.queue(
+            outbox.queue_for_circle(
                 self.db,
+                job.circle,
                 message,  # type: ignore[arg-type]
                 now=self.clock.now(),
-                circle_id=job.circle.id,
                 purpose=purpose,
-                mail_from=job.circle.action_address(addresses.BOUNCE),
                 spool_id=job.spooled.id,
             )
         )

@@ -52,9 +52,7 @@ _ATTRIBUTIONS = [
     r"\**-{2,}\s*(forwarded|original|reply) message\s*-{2,}\**",
     r"\**-{2,}\s*(message transféré|ursprüngliche nachricht|mensaje original|原始邮件)\s*-{2,}\**",
 ]
-_ATTRIBUTION = re.compile(
-    rf"^[ \t<>*-]*(?:{'|'.join(_ATTRIBUTIONS)})[ \t.:>*-]*$", re.IGNORECASE
-)
+_ATTRIBUTION = re.compile(rf"^[ \t<>*-]*(?:{'|'.join(_ATTRIBUTIONS)})[ \t.:>*-]*$", re.IGNORECASE)
 # The first line of an attribution a client wrapped over two or three lines.
 _ATTRIBUTION_START = re.compile(
     r"^[ \t<>-]*(on|le|am|il|dnia|em|el|op|den|at)\s.*$|^.*\d{4}.*$", re.IGNORECASE

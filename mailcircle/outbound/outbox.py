@@ -128,3 +128,27 @@ def listing(db: Database, status: str | None = None, limit: int = 100) -> list[d
             [*params, limit],
         )
     )
+
+
+def queue_for_circle(
+    db: Database,
+    circle: Any,
+    message: EmailMessage,
+    *,
+    now: datetime,
+    purpose: str,
+    spool_id: int | None = None,
+) -> int:
+    """Queue a mail the circle sends, from its VERP address for the recipient."""
+    from mailcircle.circle.members import bounce_address
+
+    rcpt = message["To"].addresses[0].addr_spec
+    return queue(
+        db,
+        message,
+        now=now,
+        circle_id=circle.id,
+        purpose=purpose,
+        mail_from=bounce_address(db, circle, rcpt),
+        spool_id=spool_id,
+    )
