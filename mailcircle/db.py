@@ -203,6 +203,8 @@ def _tokens_bounces_strangers(db: Database) -> None:
             status TEXT NOT NULL DEFAULT '',       -- the DSN's status code, e.g. 5.1.1
             received_at TEXT NOT NULL
         );
+        -- When the author first answered a critique (a thank-you, counted in the digest).
+        ALTER TABLE critiques ADD COLUMN thanked_at TEXT;
         -- When a stranger was last told how to join (one explanation per address per week).
         CREATE TABLE stranger_notices (
             circle_id INTEGER NOT NULL REFERENCES circles(id),

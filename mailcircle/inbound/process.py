@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlite_utils import Database
@@ -26,8 +26,9 @@ from mailcircle.clock import Clock, iso, parse_iso
 from mailcircle.db import transaction
 from mailcircle.errors import Duplicate, Hold, Ignore, Outcome, Refuse, Unhandled
 from mailcircle.inbound import spool
+from mailcircle.inbound.answers import Answers
+from mailcircle.inbound.commands import Commands
 from mailcircle.inbound.parse import Mail, parse
-from mailcircle.inbound.reply import trim_reply
 from mailcircle.inbound.route import BOUNCE, COMMAND, DRAFT, Route, automatic_reason, route
 from mailcircle.inbound.spool import Spooled
 from mailcircle.outbound import compose, outbox
@@ -41,6 +42,9 @@ _OUT_OF_OFFICE = re.compile(
     r"|abwesenheit|absence|r[ée]ponse automatique|fuera de la oficina|respuesta autom)",
     re.IGNORECASE,
 )
+
+
+STRANGER_NOTICE_INTERVAL = timedelta(days=7)
 
 
 class _Away(Exception):
@@ -81,9 +85,12 @@ class Worker:
             self.find_circle,
             self.skip_duplicate,
             self.decide_route,
-            self.take_critique,
+            self.take_answer,
+            self.take_command,
             self.take_draft,
         )
+        self.answers = Answers(self)
+        self.commands = Commands(self)
 
     # --- driving -------------------------------------------------------------------------
 
@@ -132,7 +139,7 @@ class Worker:
                 if result is not None:
                     return result
         except _Away as away:
-            return self.away(job, away.reason)
+            return self.answers.away(job, away.reason)
         raise Unhandled("no step knew what to do with it")
 
     def _answer_refusal(self, job: Job, refusal: Refuse) -> str:
@@ -205,7 +212,9 @@ class Worker:
         assert mail is not None and circle is not None
         job.route = route(job.spooled.rcpt_to, job.spooled.mail_from)
         if job.route.kind == BOUNCE:
-            raise Unhandled("a bounce or delivery report; kept for when bounces are handled")
+            return  # take_answer records it; it is never answered
+        if mail.header("list-id").endswith(f"<{circle.list_id}>") or _from_circle(mail, circle):
+            raise Ignore("the circle's own mail came back; dropped to avoid a loop")
         if job.route.kind == COMMAND and job.route.action == addresses.CRITIQUE:
             job.assignment = assignments.find_by_token(self.db, job.route.token)
             if job.assignment is None:
@@ -220,101 +229,50 @@ class Worker:
             raise _Away(reason)
         if reason:
             raise Ignore(f"not answered because {reason}")
+
+    def take_answer(self, job: Job) -> str | None:
+        assert job.route is not None
+        if job.route.kind == BOUNCE:
+            return self.answers.bounce(job)
+        if job.assignment is not None:
+            return self.answers.critique(job)
         if job.route.kind == COMMAND and job.route.action == addresses.REPLY:
-            raise Unhandled("a reply to a delivered critique; relaying these comes later; kept")
-        if job.route.kind == COMMAND and job.assignment is None:
-            raise Unhandled(f"the command +{job.route.action} is not handled yet; kept")
+            return self.answers.relay(job)
+        return None
 
-    def take_critique(self, job: Job) -> str | None:
-        mail, circle, assignment = job.mail, job.circle, job.assignment
-        if assignment is None:
+    def take_command(self, job: Job) -> str | None:
+        assert job.route is not None
+        if job.route.kind != COMMAND:
             return None
-        assert mail is not None and circle is not None
-        reviewer = members.get_by_id(self.db, assignment["reviewer_id"])
-        if mail.from_addr != reviewer.email:
-            raise Hold(
-                f"a critique for assignment #{assignment['id']} came from {mail.from_addr}, "
-                f"not from the reviewer {reviewer.email}; held for a moderator"
-            )
-        job.answer_to = reviewer.email
-        reply = trim_reply(mail.text)
-        words, trimmed = reply.text, reply.elided
-        if not words.strip():
-            raise Hold(f"a reply from {reviewer.email} to an assignment with no words of its own")
-        message_id = mail.message_id or job.spooled.dedupe_key
-        now = self.clock.now()
-        late = now > parse_iso(assignment["due_at"])
-        submission = assignments.get_submission(self.db, assignment["submission_id"])
-        author = members.get_by_id(self.db, submission["member_id"])
-        token = secrets.token_hex(12)
-        delivery = self.composer.compose(
-            circle,
-            "critique_delivery",
-            compose.CritiqueDelivery(
-                author_name=author.greeting_name,
-                reviewer_name=reviewer.greeting_name,
-                circle_name=circle.name,
-                title=submission["title"],
-                critique=words,
-                late=late,
-            ),
-            to=author.email,
-            automatic=False,
-            on_behalf_of=reviewer.greeting_name,
-            reply_to=circle.action_address(addresses.REPLY, token),
-            thread=tuple(submission["thread"].split()) or (submission["message_id"],),
-        )
-        critique_id = (
-            self.db["critiques"]
-            .insert(
-                {
-                    "assignment_id": assignment["id"],
-                    "spool_id": job.spooled.id,
-                    "message_id": message_id,
-                    "body": words,
-                    "trimmed": trimmed,
-                    "late": int(late),
-                    "received_at": iso(now),
-                    "token": token,
-                    "delivered_message_id": delivery["Message-ID"],
-                }
-            )
-            .last_pk
-        )
-        self.db.execute(
-            "UPDATE assignments SET status = ? WHERE id = ?", [assignments.DONE, assignment["id"]]
-        )
-        self._queue(job, delivery, "critique_delivery")
-        receipt = self.composer.compose(
-            circle,
-            "critique_receipt",
-            compose.CritiqueReceipt(
-                reviewer_name=reviewer.greeting_name,
-                author_name=author.greeting_name,
-                circle_name=circle.name,
-                title=submission["title"],
-                late=late,
-            ),
-            to=reviewer.email,
-            answering=mail,
-        )
-        self._queue(job, receipt, "critique_receipt")
-        return (
-            f"{'late ' if late else ''}critique #{critique_id} of {submission['title']!r} "
-            f"from {reviewer.email} delivered to {author.email}"
-        )
+        return self.commands.handle(job)
 
-    def away(self, job: Job, reason: str) -> str:
-        """An automatic answer to an assignment: the reviewer is away. Pause, pass work on."""
-        assert job.assignment is not None and job.circle is not None
-        reviewer = members.get_by_id(self.db, job.assignment["reviewer_id"])
-        if job.mail is None or job.mail.from_addr != reviewer.email or reviewer.status != "active":
-            raise Ignore(f"not answered because {reason}")
-        members.set_status(self.db, reviewer.id, members.PAUSED)
-        passed = assignments.pass_on(self.db, self.clock, self.composer, job.circle, reviewer)
-        return (
-            f"an automatic reply from {reviewer.email} ({reason}): paused them and passed "
-            f"{passed} open assignment(s) to backups"
+    def stranger(self, job: Job, *, what: str) -> Outcome:
+        """A draft or command from a non-member: explain how to join, at most once a week."""
+        mail, circle = job.mail, job.circle
+        assert mail is not None and circle is not None
+        reason = f"{what} from {mail.from_addr or 'an unknown sender'}, who is not a member"
+        last = self.db.execute(
+            "SELECT sent_at FROM stranger_notices WHERE circle_id = ? AND email = ?",
+            [circle.id, mail.from_addr],
+        ).fetchone()
+        now = self.clock.now()
+        if last and now - parse_iso(last[0]) < STRANGER_NOTICE_INTERVAL:
+            return Ignore(reason + "; they were told how to join lately, so not again")
+        self.db.execute(
+            "INSERT INTO stranger_notices (circle_id, email, sent_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (circle_id, email) DO UPDATE SET sent_at = excluded.sent_at",
+            [circle.id, mail.from_addr, iso(now)],
+        )
+        return Refuse(
+            reason,
+            template="not_a_member",
+            context=compose.NotAMember(
+                sender_address=mail.from_addr,
+                circle_name=circle.name,
+                circle_address=circle.address,
+                subject=mail.subject,
+                join_address=circle.action_address("join"),
+            ),
         )
 
     def take_draft(self, job: Job) -> str:
@@ -322,16 +280,7 @@ class Worker:
         assert mail is not None and circle is not None
         member = members.find(self.db, circle, mail.from_addr) if mail.from_addr else None
         if member is None:
-            raise Refuse(
-                f"a draft from {mail.from_addr or 'an unknown sender'}, who is not a member",
-                template="not_a_member",
-                context=compose.NotAMember(
-                    sender_address=mail.from_addr,
-                    circle_name=circle.name,
-                    circle_address=circle.address,
-                    subject=mail.subject,
-                ),
-            )
+            raise self.stranger(job, what="a draft")
         job.answer_to = member.email
         draft = submissions.read_draft(mail.subject, _draft_text(mail))
         if not draft.body and not mail.attachments:
@@ -388,6 +337,12 @@ class Worker:
             "submission_ack",
         )
         return f"draft {draft.title!r} from {member.email} queued as submission #{submission_id}"
+
+
+def _from_circle(mail: Mail, circle: Circle) -> bool:
+    """Whether the mail is From: one of the circle's own addresses."""
+    parsed = addresses.parse(mail.from_addr) if mail.from_addr else None
+    return parsed is not None and parsed.base == circle.address
 
 
 def _draft_text(mail: Mail) -> str:

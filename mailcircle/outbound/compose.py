@@ -105,12 +105,13 @@ class ModeratorNotice:
 
 @dataclass(frozen=True)
 class NotAMember:
-    """not_a_member.txt: a draft came from an address that is not a member."""
+    """not_a_member.txt: a draft or command came from an address that is not a member."""
 
     sender_address: str
     circle_name: str
     circle_address: str
     subject: str
+    join_address: str
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,101 @@ class ProcessingFailed:
     help_address: str
 
 
+@dataclass(frozen=True)
+class Help:
+    """help.txt: what the circle's addresses do (the answer to +help and to unknown words)."""
+
+    circle_name: str
+    circle_address: str
+    request_address: str  # poets+request@: commands in the subject
+    join_address: str
+    not_understood: str  # the word we did not understand, '' when +help was asked for
+
+
+@dataclass(frozen=True)
+class JoinConfirm:
+    """join_confirm.txt: someone asked to join; only the owner of the address can confirm."""
+
+    circle_name: str
+    email: str
+    confirm_address: str
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """welcome.txt: a new member is in."""
+
+    member_name: str
+    circle_name: str
+    circle_address: str
+    help_address: str
+    next_round: str
+
+
+@dataclass(frozen=True)
+class LeaveConfirm:
+    """leave_confirm.txt: a member asked to leave; they confirm by replying."""
+
+    member_name: str
+    circle_name: str
+    confirm_address: str
+
+
+@dataclass(frozen=True)
+class Goodbye:
+    """goodbye.txt: a member has left."""
+
+    member_name: str
+    circle_name: str
+    join_address: str
+
+
+@dataclass(frozen=True)
+class PauseAnswer:
+    """pause_answer.txt: a member paused or resumed."""
+
+    member_name: str
+    circle_name: str
+    paused: bool  # True: now paused; False: back in the rotation
+    passed_on: int  # open assignments handed to backups on pausing
+    other_address: str  # +resume when paused, +pause when resumed
+
+
+@dataclass(frozen=True)
+class StatusAnswer:
+    """status.txt: a member's open assignments, queued drafts and give/take standing."""
+
+    member_name: str
+    circle_name: str
+    member_status: str  # active, paused
+    assignments: str  # one line each, '' if none
+    drafts: str  # one line each, '' if none
+    held_back: bool
+    participation_needed: int
+    participation_window: int
+    next_round: str
+
+
+@dataclass(frozen=True)
+class RelayedReply:
+    """relayed_reply.txt: an author's answer to a critique, passed to its reviewer."""
+
+    reviewer_name: str
+    author_name: str
+    circle_name: str
+    title: str
+    words: str  # the author's own words
+
+
 CONTEXTS: dict[str, type] = {
+    "help": Help,
+    "join_confirm": JoinConfirm,
+    "welcome": Welcome,
+    "leave_confirm": LeaveConfirm,
+    "goodbye": Goodbye,
+    "pause_answer": PauseAnswer,
+    "status": StatusAnswer,
+    "relayed_reply": RelayedReply,
     "assignment": Assignment,
     "reminder": Reminder,
     "critique_delivery": CritiqueDelivery,

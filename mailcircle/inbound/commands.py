@@ -1,0 +1,311 @@
+"""Commands by mail: +join, +confirm-TOKEN, +leave, +pause, +resume, +status, +help, and
++request (the command word in the subject or first line). Each answers with a clear mail.
+
+Joining and leaving are confirmed: the confirmation token goes only to the address that
+joins or leaves, and is honoured only from that address, so a forged From: can never
+add or remove anyone.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from mailcircle.circle import assignments, members, rounds
+from mailcircle.circle.assign import held_back_members
+from mailcircle.circle.circles import Circle
+from mailcircle.circle.members import Member
+from mailcircle.clock import iso, parse_iso
+from mailcircle.errors import Hold, Refuse
+from mailcircle.outbound import compose
+
+if TYPE_CHECKING:
+    from mailcircle.inbound.process import Job, Worker
+
+JOIN, CONFIRM, LEAVE, PAUSE, RESUME, STATUS, HELP, REQUEST = (
+    "join",
+    "confirm",
+    "leave",
+    "pause",
+    "resume",
+    "status",
+    "help",
+    "request",
+)
+WORDS = (JOIN, LEAVE, PAUSE, RESUME, STATUS, HELP)
+CONFIRMATION_DAYS = 7
+
+
+def command_word(action: str, subject: str, text: str) -> str:
+    """The command a mail asks for: the address's action, or for +request the first word
+    of the subject, else of the first line of the text."""
+    if action != REQUEST:
+        return action
+    for source in (subject, text.strip().split("\n", 1)[0] if text.strip() else ""):
+        words = source.strip().lower().lstrip("+").split()
+        if words:
+            return words[0].strip(".,:;!")
+    return ""
+
+
+class Commands:
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.db = worker.db
+        self.clock = worker.clock
+        self.composer = worker.composer
+
+    def handle(self, job: Job) -> str:
+        assert job.mail is not None and job.circle is not None and job.route is not None
+        word = command_word(job.route.action, job.mail.subject, job.mail.text)
+        handlers = {
+            JOIN: self.join,
+            CONFIRM: self.confirm,
+            LEAVE: self.leave,
+            PAUSE: self.pause,
+            RESUME: self.resume,
+            STATUS: self.status,
+            HELP: self.help,
+        }
+        if word in handlers:
+            return handlers[word](job)
+        return self.help(job, not_understood=word or "(an empty request)")
+
+    # --- answers ------------------------------------------------------------------------
+
+    def _answer(self, job: Job, template: str, context: object, *, reply_to: str = "") -> None:
+        assert job.circle is not None
+        message = self.composer.compose(
+            job.circle, template, context, to=job.answer_to, answering=job.mail, reply_to=reply_to
+        )
+        self.worker._queue(job, message, template)
+
+    def _member(self, job: Job) -> Member:
+        """The member the mail is from, or a polite refusal that explains how to join."""
+        assert job.mail is not None and job.circle is not None
+        member = members.find(self.db, job.circle, job.mail.from_addr)
+        if member is None:
+            raise self.worker.stranger(job, what="a command")
+        job.answer_to = member.email
+        return member
+
+    def _next_round(self, circle: Circle) -> str:
+        config = circle.config
+        start = rounds.next_round_start(self.clock.now(), config).astimezone(config.zone)
+        return start.strftime(f"%A %-d %B at %H:%M ({config.timezone})")
+
+    # --- the commands ---------------------------------------------------------------------
+
+    def help(self, job: Job, not_understood: str = "") -> str:
+        circle = job.circle
+        assert circle is not None
+        self._answer(
+            job,
+            "help",
+            compose.Help(
+                circle_name=circle.name,
+                circle_address=circle.address,
+                request_address=circle.action_address(REQUEST),
+                join_address=circle.action_address(JOIN),
+                not_understood=not_understood,
+            ),
+        )
+        if not_understood:
+            return f"did not understand {not_understood!r}; sent the help text"
+        return "sent the help text"
+
+    def join(self, job: Job) -> str:
+        mail, circle = job.mail, job.circle
+        assert mail is not None and circle is not None
+        if members.find(self.db, circle, mail.from_addr) is not None:
+            return self.status(job)
+        token = self._confirmation(circle, mail.from_addr, mail.from_name, JOIN)
+        confirm = circle.action_address(CONFIRM, token)
+        self._answer(
+            job,
+            "join_confirm",
+            compose.JoinConfirm(
+                circle_name=circle.name,
+                email=mail.from_addr,
+                confirm_address=confirm,
+            ),
+            reply_to=confirm,
+        )
+        return f"{mail.from_addr} asked to join; confirmation sent to that address"
+
+    def leave(self, job: Job) -> str:
+        member = self._member(job)
+        circle = job.circle
+        assert circle is not None
+        token = self._confirmation(circle, member.email, member.name, LEAVE)
+        confirm = circle.action_address(CONFIRM, token)
+        self._answer(
+            job,
+            "leave_confirm",
+            compose.LeaveConfirm(
+                member_name=member.greeting_name,
+                circle_name=circle.name,
+                confirm_address=confirm,
+            ),
+            reply_to=confirm,
+        )
+        return f"{member.email} asked to leave; confirmation sent"
+
+    def confirm(self, job: Job) -> str:
+        mail, circle, route = job.mail, job.circle, job.route
+        assert mail is not None and circle is not None and route is not None
+        row = self.db.execute(
+            "SELECT email, name, purpose, created_at, used_at FROM confirmations"
+            " WHERE token = ? AND circle_id = ?",
+            [route.token, circle.id],
+        ).fetchone()
+        if row is None:
+            return self.help(job, not_understood=f"confirm-{route.token}")
+        email, name, purpose, created_at, used_at = row
+        if mail.from_addr != email:
+            raise Hold(
+                f"a {purpose} confirmation for {email} came from {mail.from_addr}; "
+                "held, not honoured"
+            )
+        if used_at:
+            return self.status(job) if purpose == JOIN else "a confirmation used twice; ignored"
+        if self.clock.now() - parse_iso(created_at) > timedelta(days=CONFIRMATION_DAYS):
+            raise Refuse(
+                f"a {purpose} confirmation older than {CONFIRMATION_DAYS} days",
+                template="help",
+                context=compose.Help(
+                    circle_name=circle.name,
+                    circle_address=circle.address,
+                    request_address=circle.action_address(REQUEST),
+                    join_address=circle.action_address(JOIN),
+                    not_understood="an expired confirmation (please ask again)",
+                ),
+            )
+        self.db.execute(
+            "UPDATE confirmations SET used_at = ? WHERE token = ?",
+            [iso(self.clock.now()), route.token],
+        )
+        job.answer_to = email
+        if purpose == JOIN:
+            member = members.add(self.db, self.clock, circle, email, name)
+            self._answer(
+                job,
+                "welcome",
+                compose.Welcome(
+                    member_name=member.greeting_name,
+                    circle_name=circle.name,
+                    circle_address=circle.address,
+                    help_address=circle.action_address(HELP),
+                    next_round=self._next_round(circle),
+                ),
+            )
+            return f"{email} confirmed and joined"
+        member = members.remove(self.db, self.clock, circle, email)
+        passed = assignments.pass_on(self.db, self.clock, self.composer, circle, member)
+        self._answer(
+            job,
+            "goodbye",
+            compose.Goodbye(
+                member_name=member.greeting_name,
+                circle_name=circle.name,
+                join_address=circle.action_address(JOIN),
+            ),
+        )
+        return f"{email} confirmed and left; {passed} open assignment(s) passed on"
+
+    def pause(self, job: Job) -> str:
+        member = self._member(job)
+        circle = job.circle
+        assert circle is not None
+        members.set_status(self.db, member.id, members.PAUSED)
+        passed = assignments.pass_on(self.db, self.clock, self.composer, circle, member)
+        self._answer(
+            job,
+            "pause_answer",
+            compose.PauseAnswer(
+                member_name=member.greeting_name,
+                circle_name=circle.name,
+                paused=True,
+                passed_on=passed,
+                other_address=circle.action_address(RESUME),
+            ),
+        )
+        return f"{member.email} paused; {passed} open assignment(s) passed on"
+
+    def resume(self, job: Job) -> str:
+        member = self._member(job)
+        circle = job.circle
+        assert circle is not None
+        members.set_status(self.db, member.id, members.ACTIVE)
+        self._answer(
+            job,
+            "pause_answer",
+            compose.PauseAnswer(
+                member_name=member.greeting_name,
+                circle_name=circle.name,
+                paused=False,
+                passed_on=0,
+                other_address=circle.action_address(PAUSE),
+            ),
+        )
+        return f"{member.email} resumed"
+
+    def status(self, job: Job) -> str:
+        member = self._member(job)
+        circle = job.circle
+        assert circle is not None
+        open_work = [
+            f'  "{row["title"]}" by {row["author"]}, due '
+            + assignments.due_text(parse_iso(row["due_at"]), member)
+            for row in self.db.query(
+                "SELECT s.title, COALESCE(NULLIF(m.name, ''), m.email) AS author, a.due_at"
+                " FROM assignments a JOIN submissions s ON s.id = a.submission_id"
+                " JOIN members m ON m.id = s.member_id"
+                " WHERE a.reviewer_id = ? AND a.status = 'open' ORDER BY a.due_at",
+                [member.id],
+            )
+        ]
+        drafts = [
+            f'  "{row["title"]}" ({row["word_count"]} words)'
+            for row in self.db.query(
+                "SELECT title, word_count FROM submissions"
+                " WHERE member_id = ? AND status = 'queued' ORDER BY id",
+                [member.id],
+            )
+        ]
+        config = circle.config
+        waiting = held_back_members(
+            assignments.history(self.db, circle), assignments.round_settings(circle)
+        )
+        self._answer(
+            job,
+            "status",
+            compose.StatusAnswer(
+                member_name=member.greeting_name,
+                circle_name=circle.name,
+                member_status=member.status,
+                assignments="\n".join(open_work),
+                drafts="\n".join(drafts),
+                held_back=member.id in waiting,
+                participation_needed=config.participation_needed,
+                participation_window=config.participation_window,
+                next_round=self._next_round(circle),
+            ),
+        )
+        return f"sent {member.email} their status"
+
+    def _confirmation(self, circle: Circle, email: str, name: str, purpose: str) -> str:
+        token = secrets.token_hex(12)
+        self.db["confirmations"].insert(
+            {
+                "token": token,
+                "circle_id": circle.id,
+                "email": email,
+                "name": name,
+                "purpose": purpose,
+                "created_at": iso(self.clock.now()),
+                "used_at": None,
+            }
+        )
+        return token
