@@ -43,6 +43,11 @@ class Answers:
         job.answer_to = reviewer.email
         reply = trim_reply(mail.text)
         if not reply.text.strip():
+            if mail.defects:
+                raise Hold(
+                    f"a reply from {reviewer.email} to an assignment is malformed "
+                    f"({', '.join(mail.defects)}) and no words could be read from it"
+                )
             raise Hold(f"a reply from {reviewer.email} to an assignment with no words of its own")
         now = self.clock.now()
         late = now > parse_iso(assignment["due_at"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.message import Message
 
 import mailparser
@@ -57,6 +57,19 @@ _MSGID = re.compile(r"<[^<>\s]+>")
 
 def _header_text(value: object) -> str:
     """A header as readable text: RFC 2047 words decoded, folding undone, junk tolerated."""
+    if isinstance(value, Header):  # raw 8-bit bytes in a header (not RFC 2047)
+        chunks = []
+        for chunk, charset in decode_header(value):
+            if isinstance(chunk, str):
+                chunks.append(chunk)
+                continue
+            for codec in (charset, "utf-8", "latin-1"):
+                try:
+                    chunks.append(chunk.decode(codec or "utf-8"))
+                    break
+                except (LookupError, UnicodeDecodeError):
+                    continue
+        return " ".join(" ".join(chunks).split())
     text = str(value)
     try:
         text = str(make_header(decode_header(text)))
@@ -80,10 +93,21 @@ class _TextFromHTML:
     _DROP = re.compile(r"<\s*(script|style|head)\b.*?<\s*/\s*\1\s*>", re.I | re.S)
     _TAG = re.compile(r"<[^>]*>")
 
+    _QUOTE = re.compile(r"<\s*blockquote\b[^>]*>(.*?)<\s*/\s*blockquote\s*>", re.I | re.S)
+
     @classmethod
     def convert(cls, markup: str) -> str:
         text = cls._DROP.sub("", markup)
         text = re.sub(r"\s*\n\s*", " ", text)  # source line breaks are not breaks in HTML
+        # A quoted passage (<blockquote>) reads as "> " lines, as in a plain-text reply.
+        text = cls._QUOTE.sub(
+            lambda m: (
+                "<br>"
+                + "<br>".join("> " + line for line in cls.convert(m.group(1)).split("\n"))
+                + "<br>"
+            ),
+            text,
+        )
         text = cls._PARA.sub("\n\n", text)
         text = cls._BREAK.sub("\n", text)
         text = html.unescape(cls._TAG.sub("", text)).replace("\xa0", " ")
@@ -107,6 +131,18 @@ def parse(raw: bytes) -> Mail:
     message_ids = _MSGID.findall(first("message-id"))
     html_text = _normalize_newlines("\n".join(parsed.text_html or []))
     plain = _normalize_newlines("\n".join(parsed.text_plain or []))
+    if message.is_multipart() and any(
+        part.get_content_type() == "message/rfc822" for part in message.walk()
+    ):
+        # A forwarded mail inside is not the sender's text: read only the outer parts.
+        plain = _normalize_newlines("\n".join(_outer_texts(message))) or plain
+    body_part = _first_text_part(message)
+    if "\x1b" in plain and body_part is not None:
+        # ISO-2022-JP declared 7bit comes back from mail-parser undecoded.
+        plain = _normalize_newlines(_decode_part(body_part) or plain)
+    if body_part is not None and body_part.get_param("format", "").lower() == "flowed":
+        delsp = str(body_part.get_param("delsp", "no")).lower() == "yes"
+        plain = unflow(plain, delsp=delsp)
     text = plain if plain.strip() else _TextFromHTML.convert(html_text) if html_text else ""
     attachments = tuple(
         Attachment(
@@ -129,6 +165,73 @@ def parse(raw: bytes) -> Mail:
         headers=headers,
         defects=tuple(str(d) for d in (parsed.defects_categories or [])),
     )
+
+
+def unflow(text: str, *, delsp: bool = False) -> str:
+    """Decode RFC 3676 format=flowed: join soft line breaks, undo space-stuffing.
+
+    A line ending in a space continues on the next line (with DelSp=yes that space goes);
+    every other line break is hard and is kept, as are blank lines and indents, so a poem
+    sent from Thunderbird or Apple Mail comes out exactly as its author typed it.
+    """
+    out: list[str] = []
+    current: str | None = None
+    for raw_line in text.split("\n"):
+        depth = len(raw_line) - len(raw_line.lstrip(">"))
+        line = raw_line[depth:]
+        if line.startswith(" "):  # space-stuffed
+            line = line[1:]
+        soft = line.endswith(" ") and line != "-- "
+        if soft and delsp:
+            line = line[:-1]
+        current = (current or "") + line if current is not None else (">" * depth) + line
+        if not soft:
+            out.append(current)
+            current = None
+    if current is not None:
+        out.append(current)
+    return "\n".join(out)
+
+
+def _outer_texts(message: Message) -> list[str]:
+    """The text/plain parts of a mail that are not attachments nor inside a forwarded mail."""
+    texts: list[str] = []
+
+    def visit(part: Message) -> None:
+        if part.get_content_type() == "message/rfc822":
+            return
+        if part.is_multipart():
+            for child in part.get_payload():  # type: ignore[union-attr]
+                visit(child)
+        elif (
+            part.get_content_type() == "text/plain"
+            and part.get_content_disposition() != "attachment"
+        ):
+            texts.append(_decode_part(part))
+
+    visit(message)
+    return [t for t in texts if t]
+
+
+def _first_text_part(message: Message) -> Message | None:
+    """The plain-text body part (not an attachment), if any."""
+    for part in message.walk():
+        if (
+            part.get_content_type() == "text/plain"
+            and part.get_content_disposition() != "attachment"
+        ):
+            return part
+    return None
+
+
+def _decode_part(part: Message) -> str:
+    try:
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            return ""
+        return payload.decode(part.get_content_charset() or "utf-8", "replace")
+    except (LookupError, ValueError):
+        return ""
 
 
 def _attachment_bytes(item: dict[str, object]) -> bytes:

@@ -346,10 +346,26 @@ def _from_circle(mail: Mail, circle: Circle) -> bool:
 
 
 def _draft_text(mail: Mail) -> str:
-    """The draft: the mail's text, else the first attached .txt/.md file."""
+    """The draft: the mail's text, else the first attached .txt, .md or .docx file's text."""
     if mail.text.strip():
         return mail.text
     for attachment in mail.attachments:
-        if attachment.filename.lower().endswith(TEXT_ATTACHMENT_SUFFIXES):
+        name = attachment.filename.lower()
+        if name.endswith(TEXT_ATTACHMENT_SUFFIXES):
             return attachment.payload.decode("utf-8", "replace").replace("\r\n", "\n")
+        if name.endswith(".docx"):
+            return docx_text(attachment.payload)
     return ""
+
+
+def docx_text(payload: bytes) -> str:
+    """The paragraphs of a .docx file as plain text ('' if it cannot be read)."""
+    import io
+
+    import docx  # python-docx
+
+    try:
+        document = docx.Document(io.BytesIO(payload))
+    except Exception:  # not really a .docx, or damaged: the attachment is still forwarded
+        return ""
+    return "\n".join(paragraph.text for paragraph in document.paragraphs)
