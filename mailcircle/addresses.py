@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.utils import getaddresses
 
-SEPARATOR = "+"
+SEPARATORS = ("+", "-")  # MTAs differ: Postfix and most providers use +, qmail and Exim often -
 
 # The actions whose address carries a token.
 CRITIQUE = "c"  # poets+c-TOKEN@: the Reply-To of an assignment
@@ -34,24 +34,44 @@ def normalize(address: str) -> str:
     return address.strip().strip("<>").strip().lower()
 
 
-def parse(address: str) -> Address | None:
-    """Split an address into circle, action and token; None when it is not an address."""
+def parse(address: str, separator: str = "+") -> Address | None:
+    """Split an address into circle, action and token; None when it is not an address.
+
+    ``+`` always separates; ``-`` does too for a circle whose separator setting is ``-``.
+    """
     address = normalize(address)
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or " " in address:
         return None
-    name, _, suffix = local.partition(SEPARATOR)
+    used = "+" if "+" in local else separator
+    name, _, suffix = local.partition(used)
     if not name:
         return None
     action, _, token = suffix.partition("-")
     return Address(base=f"{name}@{domain}", action=action, token=token)
 
 
-def with_action(circle_address: str, action: str, token: str = "") -> str:
+def candidates(address: str) -> list[tuple[str, str]]:
+    """The circle addresses an address may belong to, with the separator each would use:
+    the address itself, its part before a ``+``, then its parts before each ``-``."""
+    address = normalize(address)
+    local, at, domain = address.rpartition("@")
+    if not at or not local:
+        return []
+    found = [(address, "")]
+    if "+" in local:
+        found.append((f"{local.partition('+')[0]}@{domain}", "+"))
+    pieces = local.split("-")
+    for end in range(len(pieces) - 1, 0, -1):
+        found.append((f"{'-'.join(pieces[:end])}@{domain}", "-"))
+    return found
+
+
+def with_action(circle_address: str, action: str, token: str = "", separator: str = "+") -> str:
     """The circle's address for an action: poets+help@example.org, poets+c-TOKEN@example.org."""
     local, _, domain = circle_address.partition("@")
     suffix = f"{action}-{token}" if token else action
-    return f"{local}{SEPARATOR}{suffix}@{domain}"
+    return f"{local}{separator}{suffix}@{domain}"
 
 
 def first_address(header_value: str) -> tuple[str, str]:

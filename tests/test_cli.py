@@ -181,7 +181,7 @@ def test_circle_settings_are_set_checked_and_shown(run) -> None:  # noqa: ANN001
     )
     unknown = run("circle", "set", "poets@example.org", "colour", "blue")
     assert unknown.exit_code == 1
-    assert unknown.output.startswith("Error: unknown circle setting 'colour' (known: backup_days,")
+    assert unknown.output.startswith("Error: unknown circle setting 'colour' (known: address_sep")
     for args, error in (
         (("max_words", "lots"), "max_words must be a whole number, not 'lots'"),
         (

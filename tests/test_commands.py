@@ -297,3 +297,27 @@ def test_a_forged_join_never_completes_over_smtp(
     assert "held" in serve.cli("inbox", "list", "--status", "held")
     output = serve.cli("members", "list", "poets@example.org")
     assert "zoe@example.net" not in output and "mallory" not in output
+
+
+def test_a_circle_can_use_dash_as_its_separator(db, clock, worker, poets) -> None:  # noqa: ANN001
+    from mailcircle.circle import circles
+
+    assert circles.find(db, "poets-help@example.org") is None  # not until it is set
+    circle = circles.set_setting(db, poets, "address_separator", "-")
+    assert circles.find(db, "poets-help@example.org").id == circle.id
+    assert circles.find(db, "poets+help@example.org").id == circle.id  # + always works
+    assert circle.action_address("join") == "poets-join@example.org"
+    assert (
+        deliver(
+            db,
+            clock,
+            worker,
+            mail("ann@example.net", "poets-status@example.org"),
+            "poets-status@example.org",
+        )
+        == "done"
+    )
+    assert sent(db)[-1]["Subject"] == "Your status in Poets"
+    short = circles.create(db, clock, "short-stories@example.org", "Shorts")
+    with pytest.raises(Exception, match="has a '-' in it"):
+        circles.set_setting(db, short, "address_separator", "-")

@@ -42,7 +42,11 @@ class Circle:
         return self.address.replace("@", ".")
 
     def action_address(self, action: str, token: str = "") -> str:
-        return addresses.with_action(self.address, action, token)
+        return addresses.with_action(self.address, action, token, self.config.address_separator)
+
+    def parse(self, address: str) -> addresses.Address | None:
+        """An address of this circle split into action and token, by its separator."""
+        return addresses.parse(address, self.config.address_separator)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Circle:
@@ -58,9 +62,9 @@ class Circle:
 def validate_address(address: str) -> str:
     address = addresses.normalize(address)
     local, at, domain = address.rpartition("@")
-    if addresses.SEPARATOR in local:
+    if "+" in local:
         raise MailcircleError(
-            f"a circle address cannot contain '{addresses.SEPARATOR}': "
+            "a circle address cannot contain '+': "
             "it separates the circle from commands (poets+help@...)"
         )
     domain_ok = "." in domain.strip(".") or domain == "localhost"
@@ -93,22 +97,26 @@ def get(db: Database, address: str, *, row_id: int | None = None) -> Circle:
     """The circle at ``address`` (any +suffix allowed); NotFound names what was asked."""
     if row_id is not None:
         rows = list(db.query("SELECT * FROM circles WHERE id = ?", [row_id]))
-    else:
-        parsed = addresses.parse(address)
-        base = parsed.base if parsed else addresses.normalize(address)
-        rows = list(db.query("SELECT * FROM circles WHERE address = ?", [base]))
-    if not rows:
-        raise NotFound(f"no circle at {address} (see `mailcircle circle list`)")
-    return Circle.from_row(rows[0])
+        if rows:
+            return Circle.from_row(rows[0])
+    elif (found := find(db, address)) is not None:
+        return found
+    raise NotFound(f"no circle at {address} (see `mailcircle circle list`)")
 
 
 def find(db: Database, address: str) -> Circle | None:
-    """The circle an address belongs to, or None: the check made at RCPT time."""
-    parsed = addresses.parse(address)
-    if parsed is None:
-        return None
-    rows = list(db.query("SELECT * FROM circles WHERE address = ?", [parsed.base]))
-    return Circle.from_row(rows[0]) if rows else None
+    """The circle an address belongs to, or None: the check made at RCPT time.
+
+    poets@ and poets+anything@ are Poets'; poets-anything@ is too when Poets' separator
+    setting is "-".
+    """
+    for base, separator in addresses.candidates(address):
+        rows = list(db.query("SELECT * FROM circles WHERE address = ?", [base]))
+        if rows:
+            circle = Circle.from_row(rows[0])
+            if separator in ("", "+") or circle.config.address_separator == separator:
+                return circle
+    return None
 
 
 def all_circles(db: Database) -> list[Circle]:
@@ -120,6 +128,10 @@ def set_setting(db: Database, circle: Circle, key: str, text: str) -> Circle:
     from mailcircle.circle.settings import check_together, parse_value
 
     value = parse_value(key, text)
+    if key == "address_separator" and value == "-" and "-" in circle.address.partition("@")[0]:
+        raise MailcircleError(
+            f"{circle.address} has a '-' in it, so '-' cannot also separate its commands"
+        )
     stored = dict(circle.settings, **{key: value})
     check_together(settings_from_json(stored))
     with transaction(db):

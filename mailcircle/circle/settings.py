@@ -31,6 +31,7 @@ class CircleSettings:
     round_day: str = "monday"  # the weekday rounds start on
     round_time: str = "09:00"  # the time rounds start, in the circle's time zone
     timezone: str = "UTC"  # the circle's time zone, for round starts
+    address_separator: str = "+"  # poets+help@ or poets-help@, as the mail server delivers
 
     @property
     def zone(self) -> ZoneInfo:
@@ -55,6 +56,7 @@ HELP: dict[str, str] = {
     "round_day": "the weekday rounds start on",
     "round_time": "the time rounds start (HH:MM), in the circle's time zone",
     "timezone": "the circle's time zone (e.g. Europe/Paris)",
+    "address_separator": "+ or -: how the mail server separates poets+help@ (+ also works)",
 }
 
 
@@ -81,6 +83,8 @@ def parse_value(key: str, text: str) -> Any:
         raise MailcircleError(f"round_day must be one of {', '.join(WEEKDAYS)}, not {text!r}")
     if key == "round_day":
         return value.lower()
+    if key == "address_separator" and value not in ("+", "-"):
+        raise MailcircleError(f"address_separator must be + or -, not {text!r}")
     if key == "round_time":
         try:
             time.fromisoformat(value)

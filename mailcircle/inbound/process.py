@@ -210,7 +210,9 @@ class Worker:
     def decide_route(self, job: Job) -> None:
         mail, circle = job.mail, job.circle
         assert mail is not None and circle is not None
-        job.route = route(job.spooled.rcpt_to, job.spooled.mail_from)
+        job.route = route(
+            job.spooled.rcpt_to, job.spooled.mail_from, circle.config.address_separator
+        )
         if job.route.kind == BOUNCE:
             return  # take_answer records it; it is never answered
         if mail.header("list-id").endswith(f"<{circle.list_id}>") or _from_circle(mail, circle):
@@ -341,7 +343,7 @@ class Worker:
 
 def _from_circle(mail: Mail, circle: Circle) -> bool:
     """Whether the mail is From: one of the circle's own addresses."""
-    parsed = addresses.parse(mail.from_addr) if mail.from_addr else None
+    parsed = circle.parse(mail.from_addr) if mail.from_addr else None
     return parsed is not None and parsed.base == circle.address
 
 

@@ -21,9 +21,9 @@ class Route:
     token: str = ""
 
 
-def route(rcpt_to: str, mail_from: str) -> Route:
+def route(rcpt_to: str, mail_from: str, separator: str = "+") -> Route:
     """What the recipient address says the mail is for."""
-    parsed = addresses.parse(rcpt_to)
+    parsed = addresses.parse(rcpt_to, separator)
     if parsed is None:
         raise ValueError(f"not an address: {rcpt_to!r}")
     if parsed.action == addresses.BOUNCE or not mail_from:

@@ -123,15 +123,15 @@ class CircleDirectory:
         self._known: dict[str, int] = {}
 
     def circle_id(self, address: str) -> int | None:
-        parsed = addresses.parse(address)
-        if parsed is None:
-            return None
-        if parsed.base not in self._known:
-            circle = circles.find(self._db, parsed.base)
+        address = addresses.normalize(address)
+        if address not in self._known:
+            circle = circles.find(self._db, address)
             if circle is None:
                 return None
-            self._known[parsed.base] = circle.id
-        return self._known[parsed.base]
+            if len(self._known) > 10_000:  # addresses with tokens are many; stay small
+                self._known.clear()
+            self._known[address] = circle.id
+        return self._known[address]
 
     def close(self) -> None:
         self._db.close()
