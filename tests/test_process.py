@@ -187,3 +187,50 @@ def test_odd_real_world_mail_never_crashes_the_worker(db, clock, worker, path: P
     assert after.outcome
     for answer in outgoing(db):  # whoever gets an answer gets readable text, never a traceback
         assert "Traceback" not in answer.get_content()
+
+
+def test_a_flowed_poem_keeps_every_break_and_indent(db, clock, worker) -> None:  # noqa: ANN001
+    # As Thunderbird sends it: soft breaks end in a space, indented lines are space-stuffed.
+    flowed = (
+        "so much depends\r\nupon\r\n\r\n   a red wheel\r\nbarrow\r\n\r\nglazed with rain \r\n"
+        "water\r\n\r\n beside the white\r\nchickens\r\n"
+    )
+    raw = (
+        "From: ann@example.net\r\nTo: poets@example.org\r\nSubject: Flowed\r\n"
+        "Message-ID: <flowed@example.net>\r\n"
+        "Content-Type: text/plain; charset=UTF-8; format=flowed\r\n\r\n" + flowed
+    ).encode()
+    assert worker.process(spool_one(db, clock, raw)) == "done"
+    [submission] = db.query("SELECT body FROM submissions")
+    assert submission["body"] == (
+        "so much depends\nupon\n\n  a red wheel\nbarrow\n\nglazed with rain water\n\n"
+        "beside the white\nchickens"
+    )
+
+
+def test_a_draft_attached_as_docx_is_read_and_forwarded(db, clock, worker) -> None:  # noqa: ANN001
+    import io
+
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("Chapter One")
+    document.add_paragraph("It was a bright cold day in April.")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "ann@example.net", "poets@example.org", "Novel"
+    msg["Message-ID"] = "<docx@example.net>"
+    msg.set_content("")
+    msg.add_attachment(
+        buffer.getvalue(),
+        maintype="application",
+        subtype="vnd.openxmlformats-officedocument.wordprocessingml.document",
+        filename="novel.docx",
+    )
+    assert worker.process(spool_one(db, clock, msg.as_bytes())) == "done"
+    [submission] = db.query("SELECT body, word_count FROM submissions")
+    assert submission == {
+        "body": "Chapter One\nIt was a bright cold day in April.",
+        "word_count": 10,
+    }
