@@ -234,3 +234,20 @@ def test_a_draft_attached_as_docx_is_read_and_forwarded(db, clock, worker) -> No
         "body": "Chapter One\nIt was a bright cold day in April.",
         "word_count": 10,
     }
+
+
+@pytest.mark.parametrize("path", robustness_set(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_odd_real_world_mail_from_a_member_becomes_a_readable_draft_or_a_clear_answer(
+    db, clock, worker, path: Path  # noqa: ANN001
+) -> None:
+    # The same mails, as if a member had sent them: whatever the MIME, the draft comes out
+    # as readable text, or the member is told why not; the worker never fails.
+    raw = b"From: Ann <ann@example.net>\r\nMessage-ID: <%s@example.net>\r\n" % path.stem.encode()
+    mail = spool_one(db, clock, raw + path.read_bytes())
+    status = worker.process(mail)
+    after = spool.get(db, mail.id)
+    assert status in ("done", "refused", "ignored"), after.outcome + after.error
+    if status == "done":
+        [submission] = db.query("SELECT body FROM submissions")
+        assert "mail_boundary" not in submission["body"]
+        assert "\ufffd" * 3 not in submission["body"]  # no run of undecodable characters
