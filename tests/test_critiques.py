@@ -152,3 +152,49 @@ def worker_circle(db):  # noqa: ANN001, ANN201
     from mailcircle.circle import circles
 
     return circles.get(db, "poets@example.org")
+
+
+def test_moderators_are_told_when_a_round_is_short_of_reviewers(db, clock, worker, poets) -> None:  # noqa: ANN001
+    members.add(db, clock, poets, "mo@example.net", "Mo", role=members.MODERATOR)
+    deliver(db, clock, worker, draft(), "poets@example.org", "ann@example.net")
+    with transaction(db):
+        first = assignments.start_round(db, clock, Composer(clock), poets, clock.now())
+    assert first.plan.short == () and outgoing(db, "moderator_notice") == []
+    circle = worker_circle(db)
+    from mailcircle.circle import circles
+
+    circle = circles.set_setting(db, circle, "reviews_per_draft", "5")
+    deliver(
+        db,
+        clock,
+        worker,
+        draft(message_id="<second@example.net>", subject="Second"),
+        "poets@example.org",
+        "ann@example.net",
+    )
+    clock.advance(days=7)
+    with transaction(db):
+        assignments.start_round(db, clock, Composer(clock), circle, clock.now())
+    [notice] = outgoing(db, "moderator_notice")
+    assert notice["To"] == "mo@example.net"
+    assert notice["Subject"] == "[Poets moderators] Round 2: not enough reviewers"
+    assert '"Second" got 3 reviewer(s), not 5' in notice.get_content()
+
+
+def test_a_draft_over_the_word_limit_waits_and_the_author_is_told(db, clock, worker, poets) -> None:  # noqa: ANN001
+    from mailcircle.circle import circles
+
+    circles.set_setting(db, poets, "max_words", "5")
+    deliver(
+        db,
+        clock,
+        worker,
+        draft(body="one two three four five six seven"),
+        "poets@example.org",
+        "ann@example.net",
+    )
+    [ack] = outgoing(db, "submission_ack")
+    assert "the circle reads drafts of up to 5 words, and this one is longer" in ack.get_content()
+    with transaction(db):
+        result = assignments.start_round(db, clock, Composer(clock), worker_circle(db), clock.now())
+    assert [(d.submission_id, d.reason) for d in result.plan.deferred] == [(1, "too_long")]

@@ -238,7 +238,10 @@ def test_a_draft_attached_as_docx_is_read_and_forwarded(db, clock, worker) -> No
 
 @pytest.mark.parametrize("path", robustness_set(), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_odd_real_world_mail_from_a_member_becomes_a_readable_draft_or_a_clear_answer(
-    db, clock, worker, path: Path  # noqa: ANN001
+    db,
+    clock,
+    worker,
+    path: Path,  # noqa: ANN001
 ) -> None:
     # The same mails, as if a member had sent them: whatever the MIME, the draft comes out
     # as readable text, or the member is told why not; the worker never fails.

@@ -188,6 +188,11 @@ def test_six_weeks_of_a_circle(circle: Circle) -> None:
     assert critique.message["From"].endswith("via Poets <poets@example.org>")
     assert critique.message["Reply-To"].startswith("poets+r-")
 
+    # Someone else using Eve's reply address is held for a moderator, not delivered.
+    circle.send("mallory", eve_round1[0].message["Reply-To"], "Re: critique", "Eve says hi.")
+    assert circle.new_mails() == []
+    assert circle.status("SELECT status FROM spool ORDER BY id DESC LIMIT 1") == [("held",)]
+
     # Eve submits too; the ack is ordinary (round 1 is still under way).
     circle.submit("eve", "eve's first poem")
     [ack] = circle.new_mails()
