@@ -88,9 +88,13 @@ class GroupCommitter:
             except Exception as err:  # nothing in the batch was committed: all hear 451
                 log.exception("could not commit %d mails to the spool", len(batch))
                 results = err
+            # One wake-up of the event loop per batch, not one per mail.
+            settled: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}
             for index, pending in enumerate(batch):
                 outcome = results if isinstance(results, Exception) else results[index]
-                pending.loop.call_soon_threadsafe(_settle, pending.future, outcome)
+                settled.setdefault(pending.loop, []).append((pending.future, outcome))
+            for loop, outcomes in settled.items():
+                loop.call_soon_threadsafe(_settle_all, outcomes)
         self._db.close()
 
     def close(self) -> None:
@@ -103,6 +107,11 @@ class _Pending:
     arrival: spool.Arrival
     future: asyncio.Future[list[int]]
     loop: asyncio.AbstractEventLoop
+
+
+def _settle_all(outcomes: list[tuple[asyncio.Future[list[int]], list[int] | Exception]]) -> None:
+    for future, outcome in outcomes:
+        _settle(future, outcome)
 
 
 def _settle(future: asyncio.Future[list[int]], outcome: list[int] | Exception) -> None:
