@@ -316,6 +316,9 @@ class Composer:
         msg["List-Post"] = f"<mailto:{circle.address}>"
         msg["List-Help"] = f"<mailto:{circle.action_address('help')}>"
         msg["List-Unsubscribe"] = f"<mailto:{circle.action_address('leave')}>"
+        # RFC 8058 one-click; until a web endpoint exists the target is the +leave address,
+        # which still asks for confirmation, so a link scanner cannot unsubscribe anyone.
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg.set_content(body)
         for filename, content_type, payload in attachments:
             maintype, _, subtype = content_type.partition("/")
