@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import typing
 
 import jinja2
 import jinja2.meta
 import pytest
 
-from mailcircle.outbound.compose import CONTEXTS, Composer, default_templates_dir
-
-SAMPLE_VALUES = {str: "Ann", int: 3, bool: True}
+from mailcircle.outbound.compose import CONTEXTS, Composer, default_templates_dir, sample_context
 
 
 def sample(context_type: type) -> object:
-    hints = typing.get_type_hints(context_type)
-    return context_type(
-        **{f.name: SAMPLE_VALUES[hints[f.name]] for f in dataclasses.fields(context_type)}
-    )
+    name = next(n for n, kind in CONTEXTS.items() if kind is context_type)
+    return sample_context(name)
 
 
 def test_every_template_file_has_a_context() -> None:
@@ -45,3 +40,50 @@ def test_a_template_renders_a_subject_and_a_body(clock, name: str) -> None:  # n
 def test_a_context_of_the_wrong_kind_is_refused(clock) -> None:  # noqa: ANN001
     with pytest.raises(Exception, match="template submission_ack needs"):
         Composer(clock).render("submission_ack", sample(CONTEXTS["not_a_member"]))
+
+
+def test_a_circle_can_replace_a_template_with_its_own(db, clock, poets, tmp_path) -> None:  # noqa: ANN001
+    from click.testing import CliRunner
+
+    from mailcircle.circle import circles
+    from mailcircle.cli import main
+
+    own = tmp_path / "poets-templates"
+    own.mkdir()
+    (own / "welcome.txt").write_text(
+        "Subject: Bienvenue, {{ member_name }}\n\nBienvenue dans {{ circle_name }} !\n"
+    )
+    circle = circles.set_setting(db, poets, "templates_dir", str(own))
+    composer = Composer(clock)
+    welcome = sample_context("welcome")
+    assert composer.render("welcome", welcome, circle) == (
+        "Bienvenue, <member_name>",
+        "Bienvenue dans <circle_name> !\n",
+    )
+    assert composer.render("welcome", welcome)[0] == "Welcome to <circle_name>"  # others: built-in
+    assert composer.render("reminder", sample_context("reminder"), circle)[0].startswith("Reminder")
+
+    config = tmp_path / "mc.toml"
+    config.write_text(f'database = "{db.conn.execute("PRAGMA database_list").fetchone()[2]}"\n')
+    listing = CliRunner().invoke(
+        main, ["--config", str(config), "templates", "list", "--circle", "poets@example.org"]
+    )
+    assert "* welcome" in listing.output and "  reminder" in listing.output
+    preview = CliRunner().invoke(
+        main,
+        [
+            "--config",
+            str(config),
+            "templates",
+            "preview",
+            "welcome",
+            "--circle",
+            "poets@example.org",
+        ],
+    )
+    assert "Subject: Bienvenue, <member_name>" in preview.output
+    assert "Bienvenue dans <circle_name> !" in preview.output
+    missing = CliRunner().invoke(main, ["--config", str(config), "templates", "preview", "nope"])
+    assert (
+        missing.output == "Error: there is no template 'nope' (see `mailcircle templates list`)\n"
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import time
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,6 +33,7 @@ class CircleSettings:
     round_time: str = "09:00"  # the time rounds start, in the circle's time zone
     timezone: str = "UTC"  # the circle's time zone, for round starts
     address_separator: str = "+"  # poets+help@ or poets-help@, as the mail server delivers
+    templates_dir: str = ""  # a folder whose templates replace the built-in ones of that name
 
     @property
     def zone(self) -> ZoneInfo:
@@ -57,6 +59,7 @@ HELP: dict[str, str] = {
     "round_time": "the time rounds start (HH:MM), in the circle's time zone",
     "timezone": "the circle's time zone (e.g. Europe/Paris)",
     "address_separator": "+ or -: how the mail server separates poets+help@ (+ also works)",
+    "templates_dir": "a folder of templates that replace the built-in ones of the same name",
 }
 
 
@@ -83,6 +86,8 @@ def parse_value(key: str, text: str) -> Any:
         raise MailcircleError(f"round_day must be one of {', '.join(WEEKDAYS)}, not {text!r}")
     if key == "round_day":
         return value.lower()
+    if key == "templates_dir" and value and not Path(value).is_dir():
+        raise MailcircleError(f"templates_dir {value!r} is not a folder")
     if key == "address_separator" and value not in ("+", "-"):
         raise MailcircleError(f"address_separator must be + or -, not {text!r}")
     if key == "round_time":

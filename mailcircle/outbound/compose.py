@@ -255,8 +255,13 @@ class Composer:
     def __init__(self, clock: Clock, templates_dir: Path | None = None) -> None:
         self.clock = clock
         self.templates_dir = templates_dir or default_templates_dir()
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(self.templates_dir)),
+        self.env = self._environment(())
+        self._by_folder: dict[str, jinja2.Environment] = {}
+
+    def _environment(self, overrides: tuple[str, ...]) -> jinja2.Environment:
+        folders = [*overrides, str(self.templates_dir)]
+        return jinja2.Environment(
+            loader=jinja2.FileSystemLoader(folders),  # the first folder holding a name wins
             undefined=jinja2.StrictUndefined,
             autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
             keep_trailing_newline=False,
@@ -264,13 +269,23 @@ class Composer:
             lstrip_blocks=True,
         )
 
-    def render(self, name: str, context: object) -> tuple[str, str]:
+    def environment_for(self, circle: Circle | None) -> jinja2.Environment:
+        """The templates a circle uses: its own folder's first (setting templates_dir)."""
+        folder = circle.config.templates_dir if circle is not None else ""
+        if not folder:
+            return self.env
+        if folder not in self._by_folder:
+            self._by_folder[folder] = self._environment((folder,))
+        return self._by_folder[folder]
+
+    def render(self, name: str, context: object, circle: Circle | None = None) -> tuple[str, str]:
         """(subject, body) of template ``name`` rendered with its context dataclass."""
         expected = CONTEXTS.get(name)
         if expected is None or not isinstance(context, expected):
             raise MailcircleError(f"template {name} needs a {expected} context, got {context!r}")
         try:
-            text = self.env.get_template(f"{name}.txt").render(asdict(context))  # type: ignore[call-overload]
+            template = self.environment_for(circle).get_template(f"{name}.txt")
+            text = template.render(asdict(context))  # type: ignore[call-overload]
         except jinja2.TemplateError as err:
             raise MailcircleError(f"template {name}.txt cannot be rendered: {err}") from err
         first, _, body = text.lstrip("\n").partition("\n")
@@ -294,7 +309,7 @@ class Composer:
     ) -> EmailMessage:
         """A complete mail. ``thread`` (Message-IDs, oldest first) threads it without a Mail
         to answer; ``on_behalf_of`` relays a member's words as "Ann via Poets"."""
-        subject, body = self.render(name, context)
+        subject, body = self.render(name, context, circle)
         msg = EmailMessage()
         sender = f"{on_behalf_of} via {circle.name}" if on_behalf_of else circle.name
         msg["From"] = formataddr((sender, circle.address))
@@ -329,3 +344,16 @@ class Composer:
                 filename=filename,
             )
         return msg
+
+
+def sample_context(name: str) -> object:
+    """A context for template ``name`` filled with sample values (for previews and tests)."""
+    import typing
+
+    context_type = CONTEXTS[name]
+    hints = typing.get_type_hints(context_type)
+    samples = {
+        field: f"<{field}>" if kind is str else 3 if kind is int else True
+        for field, kind in hints.items()
+    }
+    return context_type(**samples)
