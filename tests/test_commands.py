@@ -250,7 +250,7 @@ Status: {status}
 
 
 @pytest.mark.parametrize(
-    ("status", "kind"), [("5.1.1", "hard"), ("5.2.2", "soft"), ("4.4.1", "soft")]
+    ("status", "kind"), [("5.1.1", "hard"), ("5.2.2", "mailbox_full"), ("4.4.1", "soft")]
 )
 def test_a_bounce_to_the_verp_address_is_recorded_against_its_member(
     db,
@@ -321,3 +321,64 @@ def test_a_circle_can_use_dash_as_its_separator(db, clock, worker, poets) -> Non
     short = circles.create(db, clock, "short-stories@example.org", "Shorts")
     with pytest.raises(Exception, match="has a '-' in it"):
         circles.set_setting(db, short, "address_separator", "-")
+
+
+def test_bounces_add_up_until_delivery_pauses_and_moderators_are_told(
+    db,
+    clock,
+    worker,
+    poets,  # noqa: ANN001
+) -> None:
+    members.add(db, clock, poets, "mo@example.net", "Mo", role=members.MODERATOR)
+    address = members.bounce_address(db, poets, "ben@example.net")
+    token = address.split("bounce-")[1].split("@")[0]
+
+    count = iter(range(100))
+
+    def bounce(status: str) -> str:
+        raw = f"Message-ID: <dsn-{next(count)}@mx.example.net>\n" + DSN.format(
+            token=token, status=status
+        )
+        raw = raw.replace("\n", "\r\n").encode()
+        deliver(db, clock, worker, raw, address, mail_from="")
+        return spool.get(db, db.execute("SELECT MAX(id) FROM spool").fetchone()[0]).outcome
+
+    for _ in range(4):  # a full mailbox never counts
+        assert "mailbox full" in bounce("5.2.2")
+    assert members.find(db, poets, "ben@example.net").status == "active"
+    bounce("5.1.1")
+    bounce("4.4.1")
+    clock.advance(days=8)  # older than bounce_days: those two no longer count
+    bounce("5.1.1")
+    assert members.find(db, poets, "ben@example.net").status == "active"
+    bounce("5.1.1")
+    assert bounce("5.1.1").endswith("score 3: delivery paused, moderators told")
+    assert members.find(db, poets, "ben@example.net").status == "bouncing"
+    [notice] = [m for m in sent(db) if m["To"] == "mo@example.net"]
+    assert notice["Subject"] == "[Poets moderators] Mail to ben@example.net is bouncing"
+    # No more mail is queued for Ben until he resumes.
+    deliver(
+        db,
+        clock,
+        worker,
+        mail("ben@example.net", "poets+status@example.org"),
+        "poets+status@example.org",
+    )
+    assert all(m["To"] != "ben@example.net" for m in sent(db))
+    deliver(
+        db,
+        clock,
+        worker,
+        mail("ben@example.net", "poets+resume@example.org"),
+        "poets+resume@example.org",
+    )
+    assert members.find(db, poets, "ben@example.net").status == "active"
+    assert sent(db)[-1]["To"] == "ben@example.net"
+
+
+def test_a_bounce_without_its_token_is_read_by_mailmans_detectors(db, clock, worker, poets) -> None:  # noqa: ANN001
+    raw = DSN.format(token="", status="5.1.1").replace("poets+bounce-@", "poets@")
+    raw = raw.replace("\n", "\r\n").encode()
+    assert deliver(db, clock, worker, raw, "poets@example.org", mail_from="") == "done"
+    ben = members.find(db, poets, "ben@example.net")
+    assert db.execute("SELECT member_id, kind FROM bounces").fetchall() == [(ben.id, "hard")]

@@ -30,7 +30,7 @@ EXPECTED: dict[str, tuple[str, str]] = {
         CRITIQUE,
         "I read it three times. Each time the wheelbarrow got redder.",
     ),
-    "dsn-exim-mailbox-full.eml": (BOUNCE, "soft 5.2.2"),
+    "dsn-exim-mailbox-full.eml": (BOUNCE, "mailbox_full 5.2.2"),
     "dsn-gmail-temporary.eml": (BOUNCE, "soft 4.2.1"),
     "dsn-postfix-user-unknown.eml": (BOUNCE, "hard 5.1.1"),
     "dutch-attribution.eml": (CRITIQUE, "Mooi gedaan."),
@@ -157,7 +157,8 @@ def test_fixture_mail(db, clock, poets, name: str) -> None:  # noqa: ANN001
         assert critiques == [] and delivered == []
     else:
         hardness, code = expected.split()
-        assert status == "done" and f"a {hardness} bounce ({code})" in outcome
+        label = hardness.replace("_", " ")
+        assert status == "done" and f"a {label} bounce ({code})" in outcome
         assert db.execute("SELECT kind, status FROM bounces").fetchall() == [(hardness, code)]
         replies = db.execute(
             "SELECT COUNT(*) FROM outbox WHERE spool_id = ?", [spool_id]

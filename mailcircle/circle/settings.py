@@ -33,6 +33,8 @@ class CircleSettings:
     round_time: str = "09:00"  # the time rounds start, in the circle's time zone
     timezone: str = "UTC"  # the circle's time zone, for round starts
     address_separator: str = "+"  # poets+help@ or poets-help@, as the mail server delivers
+    bounce_score_limit: int = 3  # hard bounces count 1, soft 0.5: at this score delivery pauses
+    bounce_days: int = 7  # bounces older than this no longer count
     templates_dir: str = ""  # a folder whose templates replace the built-in ones of that name
 
     @property
@@ -59,6 +61,8 @@ HELP: dict[str, str] = {
     "round_time": "the time rounds start (HH:MM), in the circle's time zone",
     "timezone": "the circle's time zone (e.g. Europe/Paris)",
     "address_separator": "+ or -: how the mail server separates poets+help@ (+ also works)",
+    "bounce_score_limit": "bounce score (hard 1, soft 0.5) at which mail to a member pauses",
+    "bounce_days": "bounces older than this many days no longer count",
     "templates_dir": "a folder of templates that replace the built-in ones of the same name",
 }
 

@@ -10,7 +10,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from mailcircle import addresses
-from mailcircle.circle import assignments, members
+from mailcircle.circle import assignments, bounces, members
 from mailcircle.clock import iso, parse_iso
 from mailcircle.errors import Hold, Ignore
 from mailcircle.inbound.reply import trim_reply
@@ -19,8 +19,26 @@ from mailcircle.outbound import compose
 if TYPE_CHECKING:
     from mailcircle.inbound.process import Job, Worker
 
+
+def _detect(raw: bytes) -> tuple[list[str], list[str]]:
+    """(temporarily, permanently) failed addresses, by flufl.bounce's detectors."""
+    import email
+
+    from flufl.bounce import all_failures
+
+    try:
+        temporary, permanent = all_failures(email.message_from_bytes(raw))
+    except Exception:  # a report the detectors cannot read
+        return [], []
+    decode = lambda found: sorted(a.decode("utf-8", "replace").lower() for a in found)  # noqa: E731
+    return decode(temporary), decode(permanent)
+
+
+def _permanent(raw: bytes) -> bool:
+    return bool(_detect(raw)[1])
+
+
 _DSN_STATUS = re.compile(r"^Status:\s*([245]\.\d{1,3}\.\d{1,3})", re.IGNORECASE | re.MULTILINE)
-MAILBOX_FULL = ("4.2.2", "5.2.2")  # never counts as hard: the mailbox exists
 
 
 class Answers:
@@ -172,26 +190,52 @@ class Answers:
         return f"a reply about critique #{number} relayed from {sender.email} to {receiver.email}"
 
     def bounce(self, job: Job) -> str:
-        """A delivery report to poets+bounce-TOKEN@: record it against that member."""
-        mail, route = job.mail, job.route
-        assert mail is not None and route is not None
+        """A delivery report: record it against the member it names, never answer it.
+
+        The VERP token in poets+bounce-TOKEN@ names the member; a report that lost it is read
+        with Mailman's detectors (flufl.bounce) for the addresses that failed.
+        """
+        mail, route, circle = job.mail, job.route, job.circle
+        assert mail is not None and route is not None and circle is not None
         member = members.by_bounce_token(self.db, route.token) if route.token else None
-        if member is None:
-            raise Ignore("a bounce that names no member (no or unknown VERP token); kept")
         raw = job.spooled.raw.decode("utf-8", "replace")
         found = _DSN_STATUS.search(raw)
         status = found.group(1) if found else ""
-        kind = "hard" if status.startswith("5.") and status not in MAILBOX_FULL else "soft"
-        self.db["bounces"].insert(
-            {
-                "member_id": member.id,
-                "spool_id": job.spooled.id,
-                "kind": kind,
-                "status": status,
-                "received_at": iso(self.clock.now()),
-            }
-        )
-        return f"a {kind} bounce ({status or 'no status'}) recorded for {member.email}"
+        if member is not None:
+            hard = status.startswith("5.") or (not status and _permanent(job.spooled.raw))
+            return bounces.record(
+                self.db,
+                self.clock,
+                self.composer,
+                circle,
+                member,
+                job.spooled.id,
+                status,
+                hard=hard,
+            )
+        temporary, permanent = _detect(job.spooled.raw)
+        outcomes = []
+        for address, hard in [(a, True) for a in permanent] + [(a, False) for a in temporary]:
+            named = members.find(self.db, circle, address)
+            if named is not None:
+                outcomes.append(
+                    bounces.record(
+                        self.db,
+                        self.clock,
+                        self.composer,
+                        circle,
+                        named,
+                        job.spooled.id,
+                        status,
+                        hard=hard,
+                    )
+                )
+        if not outcomes:
+            raise Ignore(
+                "a bounce that names no member (no VERP token, no member's address "
+                "found in it); kept"
+            )
+        return "; ".join(outcomes)
 
     def _critique_by_token(self, token: str) -> dict[str, Any] | None:
         rows = list(

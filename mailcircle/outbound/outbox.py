@@ -139,10 +139,17 @@ def queue_for_circle(
     purpose: str,
     spool_id: int | None = None,
 ) -> int:
-    """Queue a mail the circle sends, from its VERP address for the recipient."""
-    from mailcircle.circle.members import bounce_address
+    """Queue a mail the circle sends, from its VERP address for the recipient.
+
+    Nothing is queued for a member whose mail is paused because it bounces (returns 0),
+    except the moderators' own notices.
+    """
+    from mailcircle.circle.members import bounce_address, find
 
     rcpt = message["To"].addresses[0].addr_spec
+    member = find(db, circle, rcpt)
+    if member is not None and member.status == "bouncing" and purpose != "moderator_notice":
+        return 0
     return queue(
         db,
         message,
