@@ -176,6 +176,49 @@ def circle_show(state: _State, circle_address: str) -> None:
     )
 
 
+# --- engagement days ----------------------------------------------------------------------
+
+
+@main.group(cls=_Group, name="engagement")
+def engagement_group() -> None:
+    """Engagement days: a day the circle sets aside to talk about its writing."""
+
+
+@engagement_group.command("add")
+@click.argument("circle_address", metavar="CIRCLE")
+@click.argument("day", metavar="DATE")
+@click.option("--topic", required=True, help="What the day is about.")
+@pass_state
+def engagement_add(state: _State, circle_address: str, day: str, topic: str) -> None:
+    """Schedule an engagement day on DATE (YYYY-MM-DD). The digest announces it, members
+    answer yes or no, and the day before those who said yes get the agenda."""
+    from mailcircle.circle import engagement
+
+    found = circles.get(state.db, circle_address)
+    engagement.add(state.db, state.clock, found, day, topic)
+    click.echo(f"{found.name}: engagement day on {day}: {topic}")
+
+
+@engagement_group.command("list")
+@click.argument("circle_address", metavar="CIRCLE")
+@pass_state
+def engagement_list(state: _State, circle_address: str) -> None:
+    """List CIRCLE's engagement days with how many said yes."""
+    found = circles.get(state.db, circle_address)
+    rows = list(
+        state.db.query(
+            "SELECT e.day, e.topic, (SELECT COUNT(*) FROM engagement_rsvps r WHERE"
+            " r.engagement_id = e.id AND r.answer = 'yes') AS yes FROM engagement_days e"
+            " WHERE e.circle_id = ? ORDER BY e.day",
+            [found.id],
+        )
+    )
+    if not rows:
+        click.echo(f"{found.name} has no engagement day yet.")
+        return
+    _table(((r["day"], r["yes"], r["topic"]) for r in rows), ("DATE", "YES", "TOPIC"))
+
+
 # --- templates ----------------------------------------------------------------------------
 
 
@@ -308,7 +351,10 @@ def run_due_command(state: _State, now_text: str | None) -> None:
     report = run_due(state.db, clock, Composer(clock))
     for line in report.rounds:
         click.echo(line)
-    click.echo(f"{report.reminders} reminders, {report.expired} assignments expired.")
+    click.echo(
+        f"{report.reminders} reminders, {report.expired} assignments expired, "
+        f"{report.digests} digests, {report.agendas} agendas."
+    )
     if report.errors:
         raise MailcircleError("; ".join(report.errors))
 

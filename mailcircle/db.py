@@ -216,6 +216,38 @@ def _tokens_bounces_strangers(db: Database) -> None:
     )
 
 
+@migrations(name="0005_digests_and_engagement_days")
+def _digests_and_engagement_days(db: Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE members ADD COLUMN digest TEXT NOT NULL DEFAULT 'weekly';  -- weekly, off
+        -- One row per digest sent: the scheduler's memory, so none is sent twice.
+        CREATE TABLE digests (
+            member_id INTEGER NOT NULL REFERENCES members(id),
+            slot TEXT NOT NULL,                    -- the digest time it was for (UTC)
+            sent_at TEXT NOT NULL,
+            PRIMARY KEY (member_id, slot)
+        );
+        -- Engagement days: a day the circle sets aside to talk about its writing.
+        CREATE TABLE engagement_days (
+            id INTEGER PRIMARY KEY,
+            circle_id INTEGER NOT NULL REFERENCES circles(id),
+            day TEXT NOT NULL,                     -- YYYY-MM-DD
+            topic TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            agenda_sent_at TEXT
+        );
+        CREATE TABLE engagement_rsvps (
+            engagement_id INTEGER NOT NULL REFERENCES engagement_days(id),
+            member_id INTEGER NOT NULL REFERENCES members(id),
+            answer TEXT NOT NULL,                  -- yes, no
+            answered_at TEXT NOT NULL,
+            PRIMARY KEY (engagement_id, member_id)
+        );
+        """
+    )
+
+
 def connect(path: str | Path) -> Database:
     """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
     path = Path(path)

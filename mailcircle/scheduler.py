@@ -17,7 +17,7 @@ import schedule
 from sqlite_utils import Database
 
 from mailcircle import db as database
-from mailcircle.circle import assignments, circles
+from mailcircle.circle import assignments, circles, digest, engagement
 from mailcircle.circle.circles import Circle
 from mailcircle.circle.rounds import latest_start
 from mailcircle.clock import Clock, iso, parse_iso
@@ -32,15 +32,22 @@ class DueReport:
     rounds: list[str] = field(default_factory=list)  # one line per round started
     reminders: int = 0
     expired: int = 0
+    digests: int = 0
+    agendas: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.rounds or self.reminders or self.expired)
+        return bool(self.rounds or self.reminders or self.expired or self.digests or self.agendas)
 
     def __str__(self) -> str:
         parts = self.rounds or ["no round due"]
-        parts += [f"{self.reminders} reminders", f"{self.expired} assignments expired"]
+        parts += [
+            f"{self.reminders} reminders",
+            f"{self.expired} assignments expired",
+            f"{self.digests} digests",
+            f"{self.agendas} agendas",
+        ]
         if self.errors:
             parts.append(f"{len(self.errors)} errors")
         return "; ".join(parts)
@@ -66,6 +73,8 @@ def run_due(db: Database, clock: Clock, composer: Composer) -> DueReport:
             ("expiry", lambda c=circle: _expire(db, clock, composer, c, report)),
             ("reminders", lambda c=circle: _remind(db, clock, composer, c, report)),
             ("round", lambda c=circle: _round(db, clock, composer, c, report)),
+            ("digests", lambda c=circle: _digests(db, clock, composer, c, report)),
+            ("agendas", lambda c=circle: _agendas(db, clock, composer, c, report)),
         )
         for name, job in jobs:
             try:
@@ -104,6 +113,18 @@ def _expire(
     db: Database, clock: Clock, composer: Composer, circle: Circle, report: DueReport
 ) -> None:
     report.expired += assignments.expire_overdue(db, clock, composer, circle)
+
+
+def _digests(
+    db: Database, clock: Clock, composer: Composer, circle: Circle, report: DueReport
+) -> None:
+    report.digests += digest.send_due_digests(db, clock, composer, circle)
+
+
+def _agendas(
+    db: Database, clock: Clock, composer: Composer, circle: Circle, report: DueReport
+) -> None:
+    report.agendas += engagement.send_agendas(db, clock, composer, circle)
 
 
 class Scheduler:

@@ -206,7 +206,7 @@ def test_run_due_needs_a_moment_with_a_time_zone(run) -> None:  # noqa: ANN001
         "Error: --now needs a time zone, e.g. 2026-03-09T09:00:00+00:00\n"
     )
     assert ok(run("run-due", "--now", "2026-03-09T09:00:00+00:00")) == (
-        "0 reminders, 0 assignments expired.\n"
+        "0 reminders, 0 assignments expired, 0 digests, 0 agendas.\n"
     )
 
 

@@ -33,6 +33,8 @@ class CircleSettings:
     round_time: str = "09:00"  # the time rounds start, in the circle's time zone
     timezone: str = "UTC"  # the circle's time zone, for round starts
     address_separator: str = "+"  # poets+help@ or poets-help@, as the mail server delivers
+    digest_day: str = "sunday"  # the weekday digests go out, in each member's time zone
+    digest_time: str = "18:00"  # the time digests go out, in each member's time zone
     bounce_score_limit: int = 3  # hard bounces count 1, soft 0.5: at this score delivery pauses
     bounce_days: int = 7  # bounces older than this no longer count
     templates_dir: str = ""  # a folder whose templates replace the built-in ones of that name
@@ -61,6 +63,8 @@ HELP: dict[str, str] = {
     "round_time": "the time rounds start (HH:MM), in the circle's time zone",
     "timezone": "the circle's time zone (e.g. Europe/Paris)",
     "address_separator": "+ or -: how the mail server separates poets+help@ (+ also works)",
+    "digest_day": "the weekday the weekly digest goes out, in each member's time zone",
+    "digest_time": "the time (HH:MM) the digest goes out, in each member's time zone",
     "bounce_score_limit": "bounce score (hard 1, soft 0.5) at which mail to a member pauses",
     "bounce_days": "bounces older than this many days no longer count",
     "templates_dir": "a folder of templates that replace the built-in ones of the same name",
@@ -86,19 +90,19 @@ def parse_value(key: str, text: str) -> Any:
             raise MailcircleError(f"{key} must be at least 1")
         return value
     value = text.strip()
-    if key == "round_day" and value.lower() not in WEEKDAYS:
-        raise MailcircleError(f"round_day must be one of {', '.join(WEEKDAYS)}, not {text!r}")
-    if key == "round_day":
+    if key in ("round_day", "digest_day"):
+        if value.lower() not in WEEKDAYS:
+            raise MailcircleError(f"{key} must be one of {', '.join(WEEKDAYS)}, not {text!r}")
         return value.lower()
     if key == "templates_dir" and value and not Path(value).is_dir():
         raise MailcircleError(f"templates_dir {value!r} is not a folder")
     if key == "address_separator" and value not in ("+", "-"):
         raise MailcircleError(f"address_separator must be + or -, not {text!r}")
-    if key == "round_time":
+    if key in ("round_time", "digest_time"):
         try:
             time.fromisoformat(value)
         except ValueError:
-            raise MailcircleError(f"round_time must look like 09:00, not {text!r}") from None
+            raise MailcircleError(f"{key} must look like 09:00, not {text!r}") from None
     if key == "timezone":
         try:
             ZoneInfo(value)

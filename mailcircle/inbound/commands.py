@@ -12,7 +12,7 @@ import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from mailcircle.circle import assignments, members, rounds
+from mailcircle.circle import assignments, digest, engagement, members, rounds
 from mailcircle.circle.assign import held_back_members
 from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
@@ -33,6 +33,7 @@ JOIN, CONFIRM, LEAVE, PAUSE, RESUME, STATUS, HELP, REQUEST = (
     "help",
     "request",
 )
+DIGEST, RSVP = "digest", "rsvp"
 WORDS = (JOIN, LEAVE, PAUSE, RESUME, STATUS, HELP)
 CONFIRMATION_DAYS = 7
 
@@ -67,6 +68,8 @@ class Commands:
             RESUME: self.resume,
             STATUS: self.status,
             HELP: self.help,
+            DIGEST: self.digest,
+            RSVP: self.rsvp,
         }
         if word in handlers:
             return handlers[word](job)
@@ -294,6 +297,52 @@ class Commands:
             ),
         )
         return f"sent {member.email} their status"
+
+    def digest(self, job: Job) -> str:
+        """+digest-off, +digest-on; a plain reply to a digest gets the help text."""
+        member = self._member(job)
+        circle, route = job.circle, job.route
+        assert circle is not None and route is not None
+        if route.token not in ("on", "off"):
+            self.help(job, not_understood="a reply to the digest (it does not go to the circle)")
+            return "a reply to the digest; sent the help text"
+        on = route.token == "on"
+        digest.set_digest(self.db, member, digest.WEEKLY if on else digest.OFF)
+        self._answer(
+            job,
+            "digest_answer",
+            compose.DigestAnswer(
+                member_name=member.greeting_name,
+                circle_name=circle.name,
+                on=on,
+                other_address=circle.action_address(DIGEST, "off" if on else "on"),
+            ),
+        )
+        return f"{member.email} turned the digest {route.token}"
+
+    def rsvp(self, job: Job) -> str:
+        """poets+rsvp-ID@: yes or no to an engagement day (the first word decides)."""
+        member = self._member(job)
+        mail, circle, route = job.mail, job.circle, job.route
+        assert mail is not None and circle is not None and route is not None
+        day = engagement.get(self.db, circle, route.token)
+        if day is None:
+            return self.help(job, not_understood=f"rsvp-{route.token}")
+        words = (mail.subject + " " + mail.text).lower().replace("re:", " ").split()
+        coming = not words or words[0].strip(".,!") not in ("no", "non", "nein", "nee", "nope")
+        engagement.rsvp(self.db, self.clock, day["id"], member.id, coming)
+        self._answer(
+            job,
+            "rsvp_answer",
+            compose.RsvpAnswer(
+                member_name=member.greeting_name,
+                circle_name=circle.name,
+                day=day["day"],
+                topic=day["topic"],
+                coming=coming,
+            ),
+        )
+        return f"{member.email} answered {'yes' if coming else 'no'} for {day['day']}"
 
     def _confirmation(self, circle: Circle, email: str, name: str, purpose: str) -> str:
         token = secrets.token_hex(12)

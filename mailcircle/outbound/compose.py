@@ -220,7 +220,68 @@ class RelayedReply:
     words: str  # the author's own words
 
 
+@dataclass(frozen=True)
+class Digest:
+    """digest.txt: a member's weekly digest (with digest.html). Never quotes a draft."""
+
+    member_name: str
+    circle_name: str
+    week: str  # "the week to Sunday 8 March"
+    drafts_out: str  # one line per draft of the latest round: title, author, words, readers
+    critiques_delivered: str  # one line per critique delivered this week
+    your_assignments: str  # one line per open assignment with its due date
+    given: int  # critiques this member gave in recent rounds
+    received: int  # critiques this member received in recent rounds
+    held_back: bool  # their drafts wait until they catch up
+    participation_needed: int
+    participation_window: int
+    thanks_received: int  # authors who answered this member's critiques this week
+    generous: str  # members who stepped in as backups this week, '' if none
+    next_round: str
+    engagement: str  # the next engagement day and its topic, '' if none
+    rsvp_address: str  # where to say yes to it
+    pause_address: str
+    leave_address: str
+    digest_off_address: str
+
+
+@dataclass(frozen=True)
+class RsvpAnswer:
+    """rsvp_answer.txt: a member said yes or no to an engagement day."""
+
+    member_name: str
+    circle_name: str
+    day: str
+    topic: str
+    coming: bool
+
+
+@dataclass(frozen=True)
+class Agenda:
+    """agenda.txt: the day before an engagement day, for those who said yes."""
+
+    member_name: str
+    circle_name: str
+    day: str
+    topic: str
+    drafts: str  # one line per draft to discuss, with the author's questions
+
+
+@dataclass(frozen=True)
+class DigestAnswer:
+    """digest_answer.txt: a member turned their weekly digest on or off."""
+
+    member_name: str
+    circle_name: str
+    on: bool
+    other_address: str  # +digest-off when on, +digest-on when off
+
+
 CONTEXTS: dict[str, type] = {
+    "digest": Digest,
+    "digest_answer": DigestAnswer,
+    "rsvp_answer": RsvpAnswer,
+    "agenda": Agenda,
     "help": Help,
     "join_confirm": JoinConfirm,
     "welcome": Welcome,
@@ -278,6 +339,17 @@ class Composer:
             self._by_folder[folder] = self._environment((folder,))
         return self._by_folder[folder]
 
+    def render_html(self, name: str, context: object, circle: Circle | None = None) -> str | None:
+        """The HTML part of a mail, when a ``NAME.html`` template exists (autoescaped)."""
+        try:
+            template = self.environment_for(circle).get_template(f"{name}.html")
+        except jinja2.TemplateNotFound:
+            return None
+        try:
+            return template.render(asdict(context))  # type: ignore[call-overload]
+        except jinja2.TemplateError as err:
+            raise MailcircleError(f"template {name}.html cannot be rendered: {err}") from err
+
     def render(self, name: str, context: object, circle: Circle | None = None) -> tuple[str, str]:
         """(subject, body) of template ``name`` rendered with its context dataclass."""
         expected = CONTEXTS.get(name)
@@ -304,6 +376,7 @@ class Composer:
         automatic: bool = True,
         on_behalf_of: str = "",
         reply_to: str = "",
+        precedence: str = "",
         thread: tuple[str, ...] = (),
         attachments: tuple[tuple[str, str, bytes], ...] = (),
     ) -> EmailMessage:
@@ -323,6 +396,8 @@ class Composer:
         if chain:
             msg["In-Reply-To"] = chain[-1]
             msg["References"] = " ".join(chain)
+        if precedence:
+            msg["Precedence"] = precedence
         if automatic:
             # RFC 3834: answers to a mail are auto-replied; nothing should answer them back.
             msg["Auto-Submitted"] = "auto-replied" if answering else "auto-generated"
@@ -335,6 +410,9 @@ class Composer:
         # which still asks for confirmation, so a link scanner cannot unsubscribe anyone.
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg.set_content(body)
+        html = self.render_html(name, context, circle)
+        if html is not None:
+            msg.add_alternative(html, subtype="html")
         for filename, content_type, payload in attachments:
             maintype, _, subtype = content_type.partition("/")
             msg.add_attachment(
