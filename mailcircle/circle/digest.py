@@ -41,7 +41,9 @@ def digest_context(db: Database, circle: Circle, member: Member, now: datetime) 
     week_ago = iso(now - timedelta(days=7))
     names = {m.id: m.greeting_name for m in members.list_members(db, circle)}
     latest = db.execute(
-        "SELECT id FROM rounds WHERE circle_id = ? ORDER BY number DESC LIMIT 1", [circle.id]
+        "SELECT id FROM rounds r WHERE circle_id = ? AND EXISTS"
+        " (SELECT 1 FROM assignments a WHERE a.round_id = r.id) ORDER BY number DESC LIMIT 1",
+        [circle.id],
     ).fetchone()
     drafts_out = []
     if latest:

@@ -8,6 +8,7 @@ add or remove anyone.
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -328,7 +329,9 @@ class Commands:
         day = engagement.get(self.db, circle, route.token)
         if day is None:
             return self.help(job, not_understood=f"rsvp-{route.token}")
-        words = (mail.subject + " " + mail.text).lower().replace("re:", " ").split()
+        first_line = next((line for line in mail.text.split("\n") if line.strip()), "")
+        subject = re.sub(r"^\s*((re|aw|sv|fwd?)\s*:?\s*)+", "", mail.subject, flags=re.I)
+        words = (first_line or subject).lower().split()
         coming = not words or words[0].strip(".,!") not in ("no", "non", "nein", "nee", "nope")
         engagement.rsvp(self.db, self.clock, day["id"], member.id, coming)
         self._answer(
