@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import logging
 import signal
 import sys
@@ -265,13 +267,14 @@ def templates_preview(state: _State, name: str, circle_address: str | None) -> N
     if name not in CONTEXTS:
         raise MailcircleError(f"there is no template {name!r} (see `mailcircle templates list`)")
     circle = _template_circle(state, circle_address)
-    message = Composer(state.clock).compose(
+    composed = Composer(state.clock).compose(
         circle, name, sample_context(name), to="ann@example.net"
     )
+    message = email.message_from_bytes(composed.as_bytes(), policy=email.policy.default)
     for header, value in message.items():
         if header.lower() not in ("content-type", "content-transfer-encoding", "mime-version"):
             click.echo(f"{header}: {value}")
-    body = message.get_body(("plain",))
+    body = message.get_body(("plain",))  # type: ignore[attr-defined]
     click.echo("\n" + (body.get_content() if body is not None else "").replace("\r\n", "\n"))
 
 

@@ -267,6 +267,11 @@ def connect(path: str | Path) -> Database:
     return db
 
 
+# In queries, "+column" keeps SQLite from choosing an index on that column: used where, for
+# want of statistics, it would pick a broad index (e.g. all open assignments) over a narrow
+# one (one reviewer's). `bench/digest.py` shows the difference (quadratic without it).
+
+
 @contextlib.contextmanager
 def transaction(db: Database) -> Iterator[Database]:
     """One write transaction: BEGIN IMMEDIATE, COMMIT on success, ROLLBACK on any error.

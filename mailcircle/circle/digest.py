@@ -37,91 +37,121 @@ def latest_slot(now: datetime, circle: Circle, member: Member) -> datetime:
     return slot.astimezone(UTC)
 
 
-def digest_context(db: Database, circle: Circle, member: Member, now: datetime) -> compose.Digest:
-    week_ago = iso(now - timedelta(days=7))
-    names = {m.id: m.greeting_name for m in members.list_members(db, circle)}
-    latest = db.execute(
-        "SELECT id FROM rounds r WHERE circle_id = ? AND EXISTS"
-        " (SELECT 1 FROM assignments a WHERE a.round_id = r.id) ORDER BY number DESC LIMIT 1",
-        [circle.id],
-    ).fetchone()
-    drafts_out = []
-    if latest:
-        for row in db.query(
-            "SELECT s.id, s.title, s.word_count, s.member_id FROM submissions s WHERE s.id IN"
-            " (SELECT submission_id FROM assignments WHERE round_id = ?) ORDER BY s.id",
-            [latest[0]],
-        ):
-            readers = [
-                names.get(r, "a former member")
-                for (r,) in db.execute(
-                    "SELECT reviewer_id FROM assignments WHERE submission_id = ? ORDER BY id",
-                    [row["id"]],
+LIST_LIMIT = 40  # lines per section; a big circle's digest says "and N more"
+
+
+class CircleWeek:
+    """What a digest says about the whole circle, worked out once per run, not per member."""
+
+    def __init__(self, db: Database, circle: Circle, now: datetime) -> None:
+        self.circle = circle
+        self.now = now
+        week_ago = iso(now - timedelta(days=7))
+        self.names = {m.id: m.greeting_name for m in members.list_members(db, circle)}
+        name = self.names.get
+        latest = db.execute(
+            "SELECT id FROM rounds r WHERE circle_id = ? AND EXISTS"
+            " (SELECT 1 FROM assignments a WHERE a.round_id = r.id)"
+            " ORDER BY number DESC LIMIT 1",
+            [circle.id],
+        ).fetchone()
+        readers: dict[int, list[str]] = {}
+        drafts: list[tuple[int, str, int, int]] = []
+        if latest:
+            for sid, reviewer in db.execute(
+                "SELECT submission_id, reviewer_id FROM assignments WHERE round_id = ? ORDER BY id",
+                [latest[0]],
+            ):
+                readers.setdefault(sid, []).append(name(reviewer, "a former member"))
+            drafts = db.execute(
+                "SELECT s.id, s.title, s.word_count, s.member_id FROM submissions s WHERE s.id IN"
+                " (SELECT submission_id FROM assignments WHERE round_id = ?) ORDER BY s.id",
+                [latest[0]],
+            ).fetchall()
+        self.drafts_out = _limited(
+            [
+                f'  "{title}" by {name(author, "a former member")}, {words} words,'
+                f" read by {_and(readers.get(sid, []))}"
+                for sid, title, words, author in drafts
+            ]
+        )
+        self.delivered = _limited(
+            [
+                f'  {name(reviewer, "someone")} on {name(author, "someone")}\'s "{title}"'
+                + (" (late)" if late else "")
+                for reviewer, author, title, late in db.execute(
+                    "SELECT a.reviewer_id, s.member_id, s.title, c.late FROM critiques c"
+                    " JOIN assignments a ON a.id = c.assignment_id"
+                    " JOIN submissions s ON s.id = a.submission_id"
+                    " WHERE s.circle_id = ? AND c.received_at >= ? ORDER BY c.id",
+                    [circle.id, week_ago],
                 )
             ]
-            drafts_out.append(
-                f'  "{row["title"]}" by {names.get(row["member_id"], "a former member")},'
-                f" {row['word_count']} words, read by {_and(readers)}"
-            )
-    delivered = [
-        f"  {names.get(row['reviewer_id'], 'someone')} on {names.get(row['author_id'], 'someone')}"
-        f'\'s "{row["title"]}"{" (late)" if row["late"] else ""}'
-        for row in db.query(
-            "SELECT a.reviewer_id, s.member_id AS author_id, s.title, c.late FROM critiques c"
-            " JOIN assignments a ON a.id = c.assignment_id"
-            " JOIN submissions s ON s.id = a.submission_id"
-            " WHERE s.circle_id = ? AND c.received_at >= ? ORDER BY c.id",
-            [circle.id, week_ago],
         )
-    ]
-    mine = [
-        f'  "{row["title"]}" by {names.get(row["author_id"], "someone")}, due '
-        + assignments.due_text(parse_iso(row["due_at"]), member)
-        for row in db.query(
-            "SELECT s.title, s.member_id AS author_id, a.due_at FROM assignments a"
-            " JOIN submissions s ON s.id = a.submission_id"
-            " WHERE a.reviewer_id = ? AND a.status = 'open' ORDER BY a.due_at",
-            [member.id],
-        )
-    ]
-    history = assignments.history(db, circle)
-    given = sum(1 for p in history if p.reviewer_id == member.id and p.critiqued)
-    received = sum(1 for p in history if p.author_id == member.id and p.critiqued)
-    thanks = db.execute(
-        "SELECT COUNT(*) FROM critiques c JOIN assignments a ON a.id = c.assignment_id"
-        " WHERE a.reviewer_id = ? AND c.thanked_at >= ?",
-        [member.id, week_ago],
-    ).fetchone()[0]
-    generous = sorted(
-        {
-            names[r]
-            for (r,) in db.execute(
-                "SELECT a.reviewer_id FROM assignments a JOIN critiques c ON c.assignment_id = a.id"
-                " JOIN rounds r ON r.id = a.round_id WHERE r.circle_id = ?"
-                " AND a.backup_for IS NOT NULL AND c.received_at >= ?",
+        self.history = assignments.history(db, circle)
+        self.held_back = held_back_members(self.history, assignments.round_settings(circle))
+        self.given: dict[int, int] = {}
+        self.received: dict[int, int] = {}
+        for past in self.history:
+            if past.critiqued:
+                self.given[past.reviewer_id] = self.given.get(past.reviewer_id, 0) + 1
+                self.received[past.author_id] = self.received.get(past.author_id, 0) + 1
+        self.thanks = dict(
+            db.execute(
+                "SELECT a.reviewer_id, COUNT(*) FROM critiques c"
+                " JOIN assignments a ON a.id = c.assignment_id JOIN rounds r ON r.id = a.round_id"
+                " WHERE r.circle_id = ? AND c.thanked_at >= ? GROUP BY a.reviewer_id",
                 [circle.id, week_ago],
+            ).fetchall()
+        )
+        generous = sorted(
+            {
+                self.names[r]
+                for (r,) in db.execute(
+                    "SELECT a.reviewer_id FROM assignments a"
+                    " JOIN critiques c ON c.assignment_id = a.id JOIN rounds r ON r.id = a.round_id"
+                    " WHERE r.circle_id = ? AND a.backup_for IS NOT NULL AND c.received_at >= ?",
+                    [circle.id, week_ago],
+                )
+                if r in self.names
+            }
+        )
+        self.generous = _and(generous) if generous else ""
+        self.engagement = engagement.next_day(db, circle, now)
+
+
+def digest_context(db: Database, week: CircleWeek, member: Member) -> compose.Digest:
+    circle, now, config = week.circle, week.now, week.circle.config
+    zone = _zone(member)
+    mine = _limited(
+        [
+            f'  "{title}" by {week.names.get(author, "someone")}, due '
+            + assignments.due_text(parse_iso(due_at), member)
+            for title, author, due_at in db.execute(
+                "SELECT s.title, s.member_id, a.due_at FROM assignments a"
+                " JOIN submissions s ON s.id = a.submission_id"
+                " WHERE a.reviewer_id = ? AND +a.status = 'open' ORDER BY a.due_at",  # by reviewer
+                [member.id],
             )
-            if r in names
-        }
+        ]
     )
-    config = circle.config
-    upcoming = engagement.next_day(db, circle, now)
+    upcoming = week.engagement
     return compose.Digest(
         member_name=member.greeting_name,
         circle_name=circle.name,
-        week=f"the week to {now.astimezone(_zone(member)).strftime('%A %-d %B')}",
-        drafts_out="\n".join(drafts_out),
-        critiques_delivered="\n".join(delivered),
-        your_assignments="\n".join(mine),
-        given=given,
-        received=received,
-        held_back=member.id in held_back_members(history, assignments.round_settings(circle)),
+        week=f"the week to {now.astimezone(zone).strftime('%A %-d %B')}",
+        drafts_out=week.drafts_out,
+        critiques_delivered=week.delivered,
+        your_assignments=mine,
+        given=week.given.get(member.id, 0),
+        received=week.received.get(member.id, 0),
+        held_back=member.id in week.held_back,
         participation_needed=config.participation_needed,
         participation_window=config.participation_window,
-        thanks_received=int(thanks),
-        generous=_and(generous) if generous else "",
+        thanks_received=int(week.thanks.get(member.id, 0)),
+        generous=week.generous,
         next_round=rounds.next_round_start(now, config)
-        .astimezone(_zone(member))
+        .astimezone(zone)
         .strftime(f"%A %-d %B at %H:%M ({member.timezone})"),
         engagement=f"{upcoming['when']}, {upcoming['topic']}" if upcoming else "",
         rsvp_address=circle.action_address("rsvp", str(upcoming["id"])) if upcoming else "",
@@ -135,6 +165,7 @@ def send_due_digests(db: Database, clock: Clock, composer: compose.Composer, cir
     """Queue the digest of every member whose digest time has come. Idempotent."""
     now = clock.now()
     sent = 0
+    week: CircleWeek | None = None  # worked out when the first digest is due
     for member in members.list_members(db, circle):
         if member.status != members.ACTIVE and member.status != members.PAUSED:
             continue
@@ -148,16 +179,20 @@ def send_due_digests(db: Database, clock: Clock, composer: compose.Composer, cir
             "SELECT 1 FROM digests WHERE member_id = ? AND slot = ?", [member.id, iso(slot)]
         ).fetchone():
             continue
+        week = week or CircleWeek(db, circle, now)
         message = composer.compose(
             circle,
             "digest",
-            digest_context(db, circle, member, now),
+            digest_context(db, week, member),
             to=member.email,
             reply_to=circle.action_address("digest"),
             precedence="list",
         )
         outbox.queue_for_circle(db, circle, message, now=now, purpose="digest")
-        db["digests"].insert({"member_id": member.id, "slot": iso(slot), "sent_at": iso(now)})
+        db.execute(
+            "INSERT INTO digests (member_id, slot, sent_at) VALUES (?, ?, ?)",
+            [member.id, iso(slot), iso(now)],
+        )
         sent += 1
     return sent
 
@@ -175,6 +210,12 @@ def _zone(member: Member) -> ZoneInfo:
         return ZoneInfo(member.timezone)
     except (KeyError, ValueError):
         return ZoneInfo("UTC")
+
+
+def _limited(lines: list[str]) -> str:
+    if len(lines) > LIST_LIMIT:
+        lines = [*lines[:LIST_LIMIT], f"  ... and {len(lines) - LIST_LIMIT} more"]
+    return "\n".join(lines)
 
 
 def _and(names: list[str]) -> str:

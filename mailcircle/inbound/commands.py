@@ -266,7 +266,7 @@ class Commands:
                 "SELECT s.title, COALESCE(NULLIF(m.name, ''), m.email) AS author, a.due_at"
                 " FROM assignments a JOIN submissions s ON s.id = a.submission_id"
                 " JOIN members m ON m.id = s.member_id"
-                " WHERE a.reviewer_id = ? AND a.status = 'open' ORDER BY a.due_at",
+                " WHERE a.reviewer_id = ? AND +a.status = 'open' ORDER BY a.due_at",  # by reviewer
                 [member.id],
             )
         ]

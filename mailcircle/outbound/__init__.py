@@ -1,1 +1,1 @@
-"""The outbound side: compose (Jinja -> EmailMessage), outbox (queued with the change), deliver."""
+"""The outbound side: compose (Jinja -> MIME), outbox (queued with the change), deliver."""
