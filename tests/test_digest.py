@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import email
 import email.policy
+import html
+import re
+import shutil
+import subprocess
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from conftest import draft
@@ -178,3 +183,56 @@ def test_an_engagement_day_is_announced_answered_and_prepared(db, clock, poets, 
     assert agenda["Subject"] == "Tomorrow: Poets engagement day (Finding readers)"
     assert '"The Red Wheelbarrow" by Ann' in agenda.get_content()
     assert run_due(db, clock, Composer(clock)).agendas == 0
+
+
+# --- the HTML digest as a reader sees it: rendered by a real headless Chromium ---
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    if CHROMIUM is None:
+        pytest.fail("Chromium is not installed: run `bash scripts/test-setup.sh`")
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def test_the_html_digest_renders_with_the_members_name_and_every_title(
+    db,
+    clock,
+    poets,
+    week,
+    tmp_path: Path,  # noqa: ANN001, F811
+) -> None:
+    clock.advance(days=6, hours=9)
+    with transaction(db):
+        digest.send_due_digests(db, clock, Composer(clock), poets)
+    ann = next(m for m in mails(db, "digest") if m["To"] == "ann@example.net")
+    page = tmp_path / "digest.html"
+    page.write_text(ann.get_body(("html",)).get_content(), encoding="utf-8")
+
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-500:]
+    text = html.unescape(re.sub(r"<[^>]+>", " ", dom.stdout))
+    assert "Hello Ann" in text
+    titles = [row["title"] for row in db.query("SELECT title FROM submissions")]
+    assert titles and all(title in text for title in titles)
+
+    shot = tmp_path / "digest.png"
+    result = chromium(tmp_path, f"--screenshot={shot}", "--window-size=900,1100", page.as_uri())
+    assert result.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
