@@ -46,6 +46,7 @@ class OutboundSettings:
     user: str = ""
     password_env: str = ""
     maildir: Path = Path("outgoing")
+    ca_file: Path | None = None  # extra CA certificates to trust for the relay's STARTTLS
 
     def password(self) -> str:
         """The relay password, read from the environment when it is needed, never stored."""
@@ -136,6 +137,7 @@ DOCUMENTED_KEYS: dict[str, tuple[str, str]] = {
     "outbound.user": ('""', "user name for the relay's AUTH; empty: no AUTH"),
     "outbound.password_env": ('""', "name of the environment variable holding the relay password"),
     "outbound.maildir": ('"outgoing"', "Maildir that receives outgoing mail when no relay is set"),
+    "outbound.ca_file": ('""', "CA certificates (PEM) to trust for the relay; empty: the system's"),
     "imap.host": ('""', "IMAP server of the circle's mailbox, for `mailcircle poll`; empty: none"),
     "imap.port": ("993", "IMAP port (993 for tls, usually 143 for starttls)"),
     "imap.security": ('"tls"', 'how to protect the connection: "tls", "starttls" or "none"'),
@@ -231,6 +233,9 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> S
             user=user,
             password_env=password_env,
             maildir=base / maildir,
+            ca_file=(base / ca)
+            if (ca := _take(outbound, "ca_file", "outbound.", str, ""))
+            else None,
         ),
         imap=_imap_settings(imap),
         source=source,

@@ -7,6 +7,7 @@ import email
 import email.policy
 import re
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from conftest import CapturingRelay, Serve, draft, send
@@ -382,3 +383,31 @@ def test_a_bounce_without_its_token_is_read_by_mailmans_detectors(db, clock, wor
     assert deliver(db, clock, worker, raw, "poets@example.org", mail_from="") == "done"
     ben = members.find(db, poets, "ben@example.net")
     assert db.execute("SELECT member_id, kind FROM bounces").fetchall() == [(ben.id, "hard")]
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        (
+            Path(__file__).resolve().parents[2]
+            / "shared"
+            / "corpora"
+            / "mail_fixtures"
+            / "multipart_report_emails"
+        ).glob("*.eml")
+    ),
+    ids=lambda p: p.name,
+)
+def test_real_delivery_reports_to_the_verp_address_are_recorded(
+    db,
+    clock,
+    worker,
+    poets,
+    path: Path,  # noqa: ANN001
+) -> None:
+    address = members.bounce_address(db, poets, "ben@example.net")
+    assert deliver(db, clock, worker, path.read_bytes(), address, mail_from="") == "done"
+    [(kind, status)] = db.execute("SELECT kind, status FROM bounces").fetchall()
+    assert kind in ("hard", "soft", "mailbox_full")
+    assert status == "" or status[0] in "45"
+    assert sent(db) == []

@@ -14,13 +14,13 @@ from mailcircle.outbound import outbox
 from mailcircle.outbound.deliver import MaildirDrop, SMTPRelay, deliver_due
 
 
-def queue_mails(db, clock, count: int = 1) -> list[int]:  # noqa: ANN001
+def queue_mails(db, clock, count: int = 1, prefix: str = "out") -> list[int]:  # noqa: ANN001
     ids = []
     with transaction(db):
         for n in range(count):
             msg = EmailMessage()
             msg["From"], msg["To"], msg["Subject"] = "poets@example.org", f"m{n}@example.net", "Hi"
-            msg["Message-ID"] = f"<out-{n}@example.org>"
+            msg["Message-ID"] = f"<{prefix}-{n}@example.org>"
             msg.set_content("Hello.\n")
             ids.append(
                 outbox.queue(
@@ -114,3 +114,83 @@ def test_without_a_relay_mail_lands_in_the_maildir(db, clock, tmp_path: Path) ->
         ("m0@example.net", "<out-0@example.org>"),
         ("m1@example.net", "<out-1@example.org>"),
     ]
+
+
+def test_starttls_and_auth_with_the_relay(db, clock, tmp_path: Path) -> None:  # noqa: ANN001
+    """A relay that insists on STARTTLS and AUTH, with its own certificate authority."""
+    import ssl
+    import subprocess
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    received: list[tuple[bytes, bool]] = []
+    logins: list[str] = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+            received.append((envelope.original_content, session.ssl is not None))
+            return "250 OK"
+
+    def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN202
+        ok = auth_data.login == b"circle" and auth_data.password == b"s3cret"
+        logins.append(auth_data.login.decode())
+        return AuthResult(success=ok, handled=False)  # let aiosmtpd answer 535 itself
+
+    port = free_port()
+    relay = Controller(
+        Handler(),
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_required=True,
+    )
+    relay.start()
+    try:
+        queue_mails(db, clock, 1)
+        trusting = SMTPRelay(
+            "127.0.0.1", port, starttls=True, user="circle", password="s3cret", ca_file=cert
+        )
+        assert deliver_due(db, clock, trusting) == 1
+        trusting.close()
+        assert len(received) == 1 and received[0][1] is True  # it went over TLS
+        assert logins == ["circle"]
+
+        queue_mails(db, clock, 1, prefix="second")
+        wrong = SMTPRelay(
+            "127.0.0.1", port, starttls=True, user="circle", password="nope", ca_file=cert
+        )
+        deliver_due(db, clock, wrong)
+        wrong.close()
+        [row] = db.query("SELECT status, last_error FROM outbox WHERE status != 'sent'")
+        assert row["status"] == "queued"  # a login to fix, not a mail to give up on
+        assert row["last_error"].startswith("the relay refused the login for 'circle'")
+    finally:
+        relay.stop()

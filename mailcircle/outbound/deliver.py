@@ -65,8 +65,10 @@ class SMTPRelay:
         user: str = "",
         password: str = "",
         timeout: float = 30.0,
+        ca_file: Path | None = None,
     ) -> None:
         self.host, self.port = host, port
+        self.ca_file = ca_file
         self.starttls, self.user, self.password = starttls, user, password
         self.timeout = timeout
         self._conn: smtplib.SMTP | None = None
@@ -77,7 +79,8 @@ class SMTPRelay:
         )
         conn.ehlo()
         if self.starttls:
-            conn.starttls(context=ssl.create_default_context())
+            cafile = str(self.ca_file) if self.ca_file else None
+            conn.starttls(context=ssl.create_default_context(cafile=cafile))
             conn.ehlo()
         if self.user:
             conn.login(self.user, self.password)
@@ -98,9 +101,16 @@ class SMTPRelay:
             except smtplib.SMTPRecipientsRefused as err:
                 code, reply = next(iter(err.recipients.values()))
                 raise _from_reply(code, reply) from None
+            except smtplib.SMTPAuthenticationError as err:
+                # A setting to fix, not a mail to give up on: retried with backoff meanwhile.
+                self.close()
+                reply = _from_reply(err.smtp_code, err.smtp_error)
+                raise DeliveryError(
+                    f"the relay refused the login for {self.user!r} ({reply}); "
+                    "check outbound.user and the password",
+                    permanent=False,
+                ) from None
             except smtplib.SMTPResponseException as err:
-                if isinstance(err, smtplib.SMTPAuthenticationError):
-                    self.close()
                 raise _from_reply(err.smtp_code, err.smtp_error) from None
             except (OSError, smtplib.SMTPException) as err:
                 self.close()
@@ -131,6 +141,7 @@ def transport_for(settings: OutboundSettings) -> Transport:
         starttls=settings.starttls,
         user=settings.user,
         password=settings.password(),
+        ca_file=settings.ca_file,
     )
 
 
