@@ -199,7 +199,9 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> S
         if not isinstance(table, dict):
             raise ConfigError(f"setting {name} must be a table ([{name}]), not {table!r}")
     _check_known(inbound, "inbound.", {"smtp", "lmtp", "max_message_bytes"})
-    _check_known(outbound, "outbound.", {"relay", "starttls", "user", "password_env", "maildir"})
+    _check_known(
+        outbound, "outbound.", {"relay", "starttls", "user", "password_env", "maildir", "ca_file"}
+    )
 
     defaults_in, defaults_out = InboundSettings(), OutboundSettings()
     max_bytes = _take(inbound, "max_message_bytes", "inbound.", int, defaults_in.max_message_bytes)
