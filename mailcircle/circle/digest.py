@@ -166,18 +166,29 @@ def send_due_digests(db: Database, clock: Clock, composer: compose.Composer, cir
     now = clock.now()
     sent = 0
     week: CircleWeek | None = None  # worked out when the first digest is due
+    # What each member's digest depends on, read once for the whole circle.
+    details = {
+        row[0]: row[1:]
+        for row in db.execute(
+            "SELECT id, joined_at, digest, bounce_token FROM members WHERE circle_id = ?",
+            [circle.id],
+        )
+    }
+    done = set(
+        db.execute(
+            "SELECT member_id, slot FROM digests WHERE slot >= ?", [iso(now - timedelta(days=8))]
+        ).fetchall()
+    )
     for member in members.list_members(db, circle):
-        if member.status != members.ACTIVE and member.status != members.PAUSED:
+        if member.status not in (members.ACTIVE, members.PAUSED):
             continue
-        if _digest_setting(db, member) == OFF:
+        joined_at, setting, bounce_token = details[member.id]
+        if setting == OFF:
             continue
         slot = latest_slot(now, circle, member)
-        joined = db.execute("SELECT joined_at FROM members WHERE id = ?", [member.id]).fetchone()
-        if slot < parse_iso(joined[0]) or now - slot > STALE_AFTER:
+        if slot < parse_iso(joined_at) or now - slot > STALE_AFTER:
             continue  # not a member yet then, or a digest that would arrive days late
-        if db.execute(
-            "SELECT 1 FROM digests WHERE member_id = ? AND slot = ?", [member.id, iso(slot)]
-        ).fetchone():
+        if (member.id, iso(slot)) in done:
             continue
         week = week or CircleWeek(db, circle, now)
         message = composer.compose(
@@ -188,7 +199,16 @@ def send_due_digests(db: Database, clock: Clock, composer: compose.Composer, cir
             reply_to=circle.action_address("digest"),
             precedence="list",
         )
-        outbox.queue_for_circle(db, circle, message, now=now, purpose="digest")
+        outbox.queue(
+            db,
+            message,
+            now=now,
+            circle_id=circle.id,
+            purpose="digest",
+            mail_from=circle.action_address("bounce", bounce_token)
+            if bounce_token
+            else members.bounce_address(db, circle, member.email),
+        )
         db.execute(
             "INSERT INTO digests (member_id, slot, sent_at) VALUES (?, ?, ?)",
             [member.id, iso(slot), iso(now)],
@@ -199,10 +219,6 @@ def send_due_digests(db: Database, clock: Clock, composer: compose.Composer, cir
 
 def set_digest(db: Database, member: Member, value: str) -> None:
     db.execute("UPDATE members SET digest = ? WHERE id = ?", [value, member.id])
-
-
-def _digest_setting(db: Database, member: Member) -> str:
-    return str(db.execute("SELECT digest FROM members WHERE id = ?", [member.id]).fetchone()[0])
 
 
 def _zone(member: Member) -> ZoneInfo:
