@@ -236,3 +236,18 @@ def test_the_html_digest_renders_with_the_members_name_and_every_title(
     shot = tmp_path / "digest.png"
     result = chromium(tmp_path, f"--screenshot={shot}", "--window-size=900,1100", page.as_uri())
     assert result.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_answering_yes_to_the_digest_answers_the_engagement_day(db, clock, poets, week) -> None:  # noqa: ANN001
+    day_id = engagement.add(db, clock, poets, "2026-03-14", "Finding readers")
+    deliver(
+        db,
+        clock,
+        week,
+        reply("cid@example.net", "poets+digest@example.org", "Yes!\n\n> ..."),
+        "poets+digest@example.org",
+    )
+    assert db.execute("SELECT engagement_id, answer FROM engagement_rsvps").fetchall() == [
+        (day_id, "yes")
+    ]
+    assert mails(db, "rsvp_answer")[-1]["To"] == "cid@example.net"

@@ -8,6 +8,7 @@ add or remove anyone.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 from datetime import timedelta
@@ -19,6 +20,7 @@ from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
 from mailcircle.clock import iso, parse_iso
 from mailcircle.errors import Hold, Refuse
+from mailcircle.inbound.parse import Mail
 from mailcircle.outbound import compose
 
 if TYPE_CHECKING:
@@ -49,6 +51,18 @@ def command_word(action: str, subject: str, text: str) -> str:
         if words:
             return words[0].strip(".,:;!")
     return ""
+
+
+YES = ("yes", "oui", "ja", "si", "sí", "y")
+NO = ("no", "non", "nein", "nee", "nope", "n")
+
+
+def _first_word(mail: Mail) -> str:
+    """The first word of a short answer: the text's first line, else the subject."""
+    first_line = next((line for line in mail.text.split("\n") if line.strip()), "")
+    subject = re.sub(r"^\s*((re|aw|sv|fwd?)\s*:\s*)+", "", mail.subject, flags=re.I)
+    words = (first_line or subject).lower().split()
+    return words[0].strip(".,!") if words else ""
 
 
 class Commands:
@@ -300,11 +314,17 @@ class Commands:
         return f"sent {member.email} their status"
 
     def digest(self, job: Job) -> str:
-        """+digest-off, +digest-on; a plain reply to a digest gets the help text."""
+        """+digest-off, +digest-on. A reply to a digest that says yes or no answers the
+        engagement day it announces; any other reply gets the help text."""
         member = self._member(job)
-        circle, route = job.circle, job.route
-        assert circle is not None and route is not None
+        circle, route, mail = job.circle, job.route, job.mail
+        assert circle is not None and route is not None and mail is not None
         if route.token not in ("on", "off"):
+            upcoming = engagement.next_day(self.db, circle, self.clock.now())
+            if upcoming and _first_word(mail) in YES + NO:
+                route_for_day = dataclasses.replace(route, token=str(upcoming["id"]))
+                job.route = route_for_day
+                return self.rsvp(job)
             self.help(job, not_understood="a reply to the digest (it does not go to the circle)")
             return "a reply to the digest; sent the help text"
         on = route.token == "on"
@@ -329,10 +349,7 @@ class Commands:
         day = engagement.get(self.db, circle, route.token)
         if day is None:
             return self.help(job, not_understood=f"rsvp-{route.token}")
-        first_line = next((line for line in mail.text.split("\n") if line.strip()), "")
-        subject = re.sub(r"^\s*((re|aw|sv|fwd?)\s*:?\s*)+", "", mail.subject, flags=re.I)
-        words = (first_line or subject).lower().split()
-        coming = not words or words[0].strip(".,!") not in ("no", "non", "nein", "nee", "nope")
+        coming = _first_word(mail) not in NO
         engagement.rsvp(self.db, self.clock, day["id"], member.id, coming)
         self._answer(
             job,
