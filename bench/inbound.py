@@ -10,7 +10,9 @@ because these machines are shared and noisy:
 
 It prints each run, the median rate of each, and the ratio mailcircle/baseline (aim: at
 least 0.70). After every mailcircle run it checks that each 250 has its spool row, and
-exits 1 if any is missing. Loopback only; bounded in count; no timing assertions.
+exits 1 if any is missing, and likewise if any mail is refused or a client fails.
+Loopback only; bounded in count and time (socket timeouts, and a deadline for each run);
+no timing assertions.
 
     python bench/inbound.py [--messages 2000] [--clients 8] [--size 5000] [--rounds 3]
 """
@@ -29,6 +31,7 @@ import time
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
+from typing import NoReturn
 
 from aiosmtpd.controller import Controller
 
@@ -39,6 +42,12 @@ from mailcircle.config import HostPort
 from mailcircle.inbound.smtp import InboundServer
 
 CIRCLE = "poets@example.org"
+WAIT_SECONDS = 60  # for any one socket operation, and for all clients to connect
+
+
+def fail(message: str) -> NoReturn:
+    print(f"FAILED: {message}", file=sys.stderr)
+    sys.exit(1)
 
 
 def free_port() -> int:
@@ -69,12 +78,25 @@ class CountingHandler:
 
 def blast(port: int, total: int, clients: int, size: int) -> tuple[int, float]:
     """Send ``total`` mails from ``clients`` threads in a separate process, so the clients
-    do not compete with the server for this process's GIL; returns (250s, seconds)."""
+    do not compete with the server for this process's GIL; returns (250s, seconds).
+
+    Exits 1 if any mail is refused or any client fails, or if the run outlasts its deadline.
+    """
+    deadline = WAIT_SECONDS + total / 10  # generous: 10 mails a second would be a broken run
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_blast_here, (port, total, clients, size))
+        try:
+            accepted, seconds, errors = pool.apply_async(
+                _blast_here, (port, total, clients, size)
+            ).get(timeout=deadline)
+        except multiprocessing.TimeoutError:
+            fail(f"the clients did not finish {total} mails within {deadline:.0f} s")
+    if errors:
+        fail(f"{len(errors)} of {clients} clients stopped; the first: {errors[0]}")
+    return accepted, seconds
 
 
-def _blast_here(port: int, total: int, clients: int, size: int) -> tuple[int, float]:
+def _blast_here(port: int, total: int, clients: int, size: int) -> tuple[int, float, list[str]]:
+    """The client process: returns (250s received, seconds, what went wrong)."""
     per_client = [total // clients + (1 if i < total % clients else 0) for i in range(clients)]
     mails = [[make_mail(c * total + i, size) for i in range(n)] for c, n in enumerate(per_client)]
     accepted = [0] * clients
@@ -82,29 +104,31 @@ def _blast_here(port: int, total: int, clients: int, size: int) -> tuple[int, fl
     start_line = threading.Barrier(clients + 1)
 
     def client(index: int) -> None:
-        with smtplib.SMTP("127.0.0.1", port, timeout=60) as conn:
-            conn.ehlo()
-            start_line.wait()
-            for raw in mails[index]:
-                try:
-                    conn.sendmail("ann@example.net", [CIRCLE], raw)
-                except smtplib.SMTPException as err:
-                    errors.append(str(err))
-                    return
-                accepted[index] += 1
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=WAIT_SECONDS) as conn:
+                conn.ehlo()
+                start_line.wait(timeout=WAIT_SECONDS)
+                for raw in mails[index]:
+                    conn.sendmail("ann@example.net", [CIRCLE], raw)  # raises unless 250
+                    accepted[index] += 1
+        except threading.BrokenBarrierError:
+            errors.append("the clients could not all connect in time")
+        except (smtplib.SMTPException, OSError) as err:
+            errors.append(f"{type(err).__name__}: {err}")
+            start_line.abort()  # so no one waits at the start line for this client
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:
         thread.start()
-    start_line.wait()
+    try:
+        start_line.wait(timeout=WAIT_SECONDS)
+    except threading.BrokenBarrierError:
+        pass  # a client failed and said why in errors
     began = time.perf_counter()
     for thread in threads:
         thread.join()
     seconds = time.perf_counter() - began
-    if errors:
-        print(f"the server refused mail ({len(errors)} clients stopped): {errors[0]}")
-        sys.exit(1)
-    return sum(accepted), seconds
+    return sum(accepted), seconds, errors
 
 
 def run_baseline(args: argparse.Namespace) -> float:
@@ -116,7 +140,8 @@ def run_baseline(args: argparse.Namespace) -> float:
         accepted, seconds = blast(port, args.messages, args.clients, args.size)
     finally:
         controller.stop()
-    assert handler.count == accepted
+    if handler.count != accepted:
+        fail(f"the baseline counted {handler.count} mails but {accepted} 250s were heard")
     return report("baseline", accepted, seconds)
 
 
@@ -136,14 +161,13 @@ def run_mailcircle(args: argparse.Namespace, folder: Path, round_no: int) -> flo
     committed = db.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
     db.close()
     if committed != accepted:
-        print(f"LOST MAIL: {accepted} accepted with 250 but {committed} committed")
-        sys.exit(1)
+        fail(f"LOST MAIL: {accepted} accepted with 250 but {committed} committed to the spool")
     return report("mailcircle", accepted, seconds)
 
 
 def report(name: str, accepted: int, seconds: float) -> float:
     rate = accepted / seconds
-    print(f"  {name:<11}{accepted:>7} msgs {seconds:>8.2f} s {rate:>9.0f} msgs/s")
+    print(f"  {name:<11}{accepted:>9} {seconds:>8.2f} {rate:>8.0f}")
     return rate
 
 
@@ -163,6 +187,7 @@ def main() -> None:
             f"{args.messages} mails of ~{args.size} bytes from {args.clients} clients, "
             f"{args.rounds} rounds"
         )
+        print(f"  {'server':<11}{'messages':>9} {'seconds':>8} {'msgs/s':>8}")
         for round_no in range(args.rounds):
             runs["baseline"].append(run_baseline(args))
             runs["mailcircle"].append(run_mailcircle(args, folder, round_no))
