@@ -1,27 +1,50 @@
-"""`mailcircle serve`: the SMTP/LMTP edge, the worker and the outbox sender in one process.
+"""`mailcircle serve` and `poll`: the edge, the worker, the scheduler and the sender.
 
-Each part runs in its own thread on its own database connection. The edge wakes the worker
-when it has spooled a mail; the worker wakes the sender when it has queued one. Both also
-look on their own every few seconds, so work left by a crash or another process is found.
+The process first takes the database's lease (one worker and one sender per database,
+whatever the command or host), then listens, and only then starts processing, so a mail
+that cannot be processed never keeps the edge from answering.
+
+With ``isolate`` (what `serve` and `poll` use), the worker and the scheduler each run in a
+process of their own, started and watched by this one: parsing, trimming, composing and
+planning never share an interpreter with the SMTP event loop, and each mail is processed
+within a budget of CPU and memory (`mailcircle.inbound.budget`). When the worker process
+dies, the mail it was on is charged with the death and the worker starts again; a mail
+charged twice is set aside as failed and the moderators are told. Without ``isolate``
+(tests driving a fake clock) the same loops run as threads of this process.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import multiprocessing
+import os
+import shutil
+import signal
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from mailcircle import db as database
 from mailcircle.clock import Clock, SystemClock
 from mailcircle.config import Settings
+from mailcircle.inbound import spool
+from mailcircle.inbound.budget import Budget, no_core_dumps
 from mailcircle.inbound.imap import ImapPoller
 from mailcircle.inbound.process import Worker
 from mailcircle.inbound.smtp import InboundServer
+from mailcircle.lease import Lease
 from mailcircle.outbound.compose import Composer
 from mailcircle.outbound.deliver import Transport, deliver_due, transport_for
 from mailcircle.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
+
+_SPAWN = multiprocessing.get_context("spawn")
+LOW_DISK_BYTES = 200 * 1024 * 1024  # warn at start when less is free beside the database
+CHECKPOINT_SECONDS = 60.0
 
 
 class Service:
@@ -35,6 +58,8 @@ class Service:
         poll_seconds: float = 5.0,
         listen: bool = True,
         imap: bool = False,
+        isolate: bool = False,
+        command: str = "serve",
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -43,32 +68,42 @@ class Service:
         self.poll_seconds = poll_seconds
         self.listen = listen  # run the SMTP/LMTP servers (`serve`)
         self.imap = imap  # watch the IMAP mailbox (`poll`)
+        self.isolate = isolate  # worker and scheduler in processes of their own
+        self.command = command
         self.poller: ImapPoller | None = None
-        self._stopping = threading.Event()
-        self._inbox_wake = threading.Event()
-        self._outbox_wake = threading.Event()
+        self.lease: Lease | None = None
+        self.lost = threading.Event()  # set when another process took the lease
+        events: Any = _SPAWN if isolate else threading
+        self._stopping = events.Event()
+        self._inbox_wake = events.Event()
+        self._outbox_wake = events.Event()
         self._threads: list[threading.Thread] = []
         self.servers: list[InboundServer] = []
 
     def start(self) -> None:
         database.connect(self.settings.database).close()  # schema up to date before anything
-        self._spawn("worker", self._work)
-        self._spawn("sender", self._send)
-        scheduler = Scheduler(
-            self.settings.database, self.clock, self.composer, on_queued=self._outbox_wake.set
-        )
-        self._spawn("scheduler", lambda: scheduler.run(self._stopping))
+        self.lease = Lease(database.connect(self.settings.database), self.command)
+        try:
+            self.lease.acquire()
+        except BaseException:
+            self.lease.db.close()
+            self.lease = None
+            raise
+        try:
+            warning = disk_warning(self.settings.database)
+            if warning:
+                log.warning("%s", warning)
+            self._start_edges()  # listen first: nothing below can keep the edge from answering
+            self._spawn("sender", self._send)
+            self._start_processing()
+            self.lease.keep(on_lost=self._lease_lost)
+            self._spawn("checkpoint", self._checkpoint)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_edges(self) -> None:
         inbound = self.settings.inbound
-        if self.imap:
-            self.poller = ImapPoller(
-                self.settings.imap,
-                self.settings.database,
-                self.clock,
-                max_message_bytes=inbound.max_message_bytes,
-                on_spooled=self._inbox_wake.set,
-            )
-            poller = self.poller
-            self._spawn("imap", lambda: poller.run(self._stopping))
         servers = ((inbound.smtp, False), (inbound.lmtp, True)) if self.listen else ()
         for listen, lmtp in servers:
             if listen is None:
@@ -79,15 +114,65 @@ class Service:
                 listen,
                 lmtp=lmtp,
                 max_message_bytes=inbound.max_message_bytes,
+                max_recipients=inbound.max_recipients,
+                sender_bytes_per_hour=inbound.sender_bytes_per_hour,
                 on_spooled=self._inbox_wake.set,
             )
             try:
                 server.start()
             except Exception:
                 server.handler.close()
-                self.stop()
                 raise
             self.servers.append(server)
+        if self.imap:
+            self.poller = ImapPoller(
+                self.settings.imap,
+                self.settings.database,
+                self.clock,
+                max_message_bytes=inbound.max_message_bytes,
+                on_spooled=self._inbox_wake.set,
+            )
+            poller = self.poller
+            self._spawn("imap", lambda: poller.run(self._stopping))
+
+    def _start_processing(self) -> None:
+        if not self.isolate:
+            self._spawn("worker", self._work)
+            scheduler = Scheduler(
+                self.settings.database, self.clock, self.composer, on_queued=self._outbox_wake.set
+            )
+            self._spawn("scheduler", lambda: scheduler.run(self._stopping))
+            return
+        level = logging.getLogger().level
+        events = (self._stopping, self._inbox_wake, self._outbox_wake)
+        args = (self.settings, level, os.getpid(), *events, self.poll_seconds)
+        worker = _Child("worker", _worker_process, args, self._stopping, self._charge)
+        scheduler = _Child("scheduler", _scheduler_process, args, self._stopping)
+        self._spawn("worker-watch", worker.run)
+        self._spawn("scheduler-watch", scheduler.run)
+
+    def _charge(self, pid: int, reason: str) -> None:
+        """The worker process died: the mail it was on carries the death."""
+        db = database.connect(self.settings.database)
+        try:
+            for pause in (0.0, 1.0, 5.0, 15.0):
+                time.sleep(pause)
+                try:
+                    if spool.crashed(db, pid, reason):
+                        log.error("inbound mail charged: %s", reason)
+                    return
+                except Exception as err:
+                    if not database.transient(err):
+                        raise
+            log.error("could not charge the mail the worker died on: %s", reason)
+        finally:
+            db.close()
+
+    def _lease_lost(self) -> None:
+        self.lost.set()
+        self._stopping.set()
+        self._inbox_wake.set()
+        self._outbox_wake.set()
 
     def stop(self) -> None:
         for server in self.servers:
@@ -97,9 +182,14 @@ class Service:
         self._inbox_wake.set()
         self._outbox_wake.set()
         for thread in self._threads:
-            thread.join(timeout=30)
+            thread.join(timeout=40)
         self._threads.clear()
         self.transport.close()
+        if self.lease is not None:
+            if not self.lost.is_set():
+                self.lease.release()
+            self.lease.db.close()
+            self.lease = None
 
     def _spawn(self, name: str, loop: Callable[[], None]) -> None:
         thread = threading.Thread(target=loop, name=name, daemon=True)
@@ -108,19 +198,11 @@ class Service:
 
     def _work(self) -> None:
         db = database.connect(self.settings.database)
-        worker = Worker(db, self.clock, self.composer)
         try:
-            while not self._stopping.is_set():
-                try:
-                    done = worker.process_pending()
-                except Exception:  # e.g. the database is busy for too long: try again soon
-                    log.exception("the worker hit an error; it will try again")
-                    done = 0
-                if done:
-                    self._outbox_wake.set()
-                    continue
-                self._inbox_wake.wait(self.poll_seconds)
-                self._inbox_wake.clear()
+            worker = Worker(db, self.clock, self.composer)
+            work_loop(
+                worker, self._stopping, self._inbox_wake, self._outbox_wake, self.poll_seconds
+            )
         finally:
             db.close()
 
@@ -128,12 +210,226 @@ class Service:
         db = database.connect(self.settings.database)
         try:
             while not self._stopping.is_set():
+                self._outbox_wake.clear()
                 try:
                     if deliver_due(db, self.clock, self.transport):
                         continue  # more may be due already
                 except Exception:
                     log.exception("the sender hit an error; it will try again")
                 self._outbox_wake.wait(self.poll_seconds)
-                self._outbox_wake.clear()
         finally:
             db.close()
+
+    def _checkpoint(self) -> None:
+        """Give the WAL's disk space back now and then (it only grows otherwise), so a disk
+        that filled up has room again once the cause is gone."""
+        db = database.connect(self.settings.database)
+        try:
+            while not self._stopping.wait(CHECKPOINT_SECONDS):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                except Exception as err:  # busy or full: the next one
+                    log.info("WAL checkpoint skipped: %s", err)
+        finally:
+            db.close()
+
+
+def work_loop(
+    worker: Worker, stopping: Any, inbox_wake: Any, outbox_wake: Any, poll_seconds: float
+) -> None:
+    """Process the spool until told to stop; a busy or full database is waited out."""
+    pause = 0.0
+    while not stopping.is_set():
+        inbox_wake.clear()
+        try:
+            done = worker.process_pending()
+            pause = 0.0
+        except Exception as err:
+            if not (isinstance(err, spool.Busy) or database.transient(err)):
+                log.exception("the worker hit an error; it will try again")
+            pause = min(max(pause * 2, 0.5), 30.0)
+            log.warning("the database is busy or full (%s); trying again in %.1f s", err, pause)
+            outbox_wake.set()  # what was done before it is queued
+            stopping.wait(pause)
+            continue
+        if done:
+            outbox_wake.set()
+            continue
+        inbox_wake.wait(poll_seconds)
+
+
+def disk_warning(db_path: Path) -> str:
+    """A sentence when the disk holding the database is nearly full ('' otherwise)."""
+    try:
+        usage = shutil.disk_usage(Path(db_path).resolve().parent)
+    except OSError:
+        return ""
+    if usage.free < min(LOW_DISK_BYTES, usage.total // 10):
+        return (
+            f"the disk holding {db_path} has only {usage.free // (1024 * 1024)} MB free;"
+            " when it is full, mail is refused with 451 until space is freed"
+        )
+    return ""
+
+
+# --- the processes of their own ---------------------------------------------------------
+
+
+class _Child:
+    """Runs ``target`` in a process of its own and starts it again when it dies."""
+
+    def __init__(
+        self,
+        name: str,
+        target: Callable[..., None],
+        args: tuple[Any, ...],
+        stopping: Any,
+        on_death: Callable[[int, str], None] | None = None,
+    ) -> None:
+        self.name, self.target, self.args = name, target, args
+        self.stopping = stopping
+        self.on_death = on_death
+
+    def run(self) -> None:
+        quick_deaths = 0
+        settings: Settings = self.args[0]
+        while not self.stopping.is_set():
+            proc = _SPAWN.Process(
+                target=self.target, args=self.args, name=f"mailcircle-{self.name}"
+            )
+            proc.start()
+            began = time.monotonic()
+            while proc.is_alive() and not self.stopping.is_set():
+                proc.join(0.5)
+            if self.stopping.is_set():
+                proc.join(35)  # it finishes the mail it is on
+                if proc.is_alive():
+                    proc.terminate()
+                    proc.join(5)
+                return
+            reason = _death(self.name, proc.exitcode, settings)
+            log.error("the %s process stopped: %s; starting it again", self.name, reason)
+            if self.on_death is not None and proc.pid is not None:
+                self.on_death(proc.pid, reason)
+            quick_deaths = quick_deaths + 1 if time.monotonic() - began < 10 else 0
+            self.stopping.wait(min(0.1 * 2**quick_deaths, 30.0))
+
+
+def _death(name: str, code: int | None, settings: Settings) -> str:
+    budget = settings.worker
+    if code == -signal.SIGXCPU:
+        return f"the {name} went over its CPU budget of {budget.mail_cpu_seconds} s for one mail"
+    if code is not None and code < 0:
+        return f"the {name} was ended by {signal.Signals(-code).name}"
+    return f"the {name} exited with status {code}"
+
+
+def _become_child(level: int, parent: int, stopping: Any) -> None:
+    """Die with the parent, write no core files, leave Ctrl-C to the parent, and on
+    SIGTERM finish the mail at hand, then stop."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(0)
+    no_core_dumps()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    logging.basicConfig(
+        level=level or logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _worker_process(
+    settings: Settings,
+    level: int,
+    parent: int,
+    stopping: Any,
+    inbox_wake: Any,
+    outbox_wake: Any,
+    poll_seconds: float,
+) -> None:
+    _become_child(level, parent, stopping)
+    clock = SystemClock()
+    db = database.connect(settings.database)
+    budget = Budget(settings.worker.mail_cpu_seconds, settings.worker.mail_memory_mb)
+    worker = Worker(db, clock, Composer(clock), budget=budget)
+    try:
+        work_loop(worker, stopping, inbox_wake, outbox_wake, poll_seconds)
+    finally:
+        db.close()
+
+
+def _scheduler_process(
+    settings: Settings,
+    level: int,
+    parent: int,
+    stopping: Any,
+    inbox_wake: Any,
+    outbox_wake: Any,
+    poll_seconds: float,
+) -> None:
+    _become_child(level, parent, stopping)
+    clock = SystemClock()
+    Scheduler(settings.database, clock, Composer(clock), on_queued=outbox_wake.set).run(stopping)
+
+
+def process_once(settings: Settings) -> int:
+    """Process what waits in the spool now, in a worker process of its own within the
+    budget, starting it again if a mail ends it (`poll --once`). Returns mails processed."""
+    db = database.connect(settings.database)
+    try:
+        before = _settled(db)
+        stopping, inbox, outbox = _SPAWN.Event(), _SPAWN.Event(), _SPAWN.Event()
+        args = (settings, logging.getLogger().level, os.getpid(), stopping, inbox, outbox, 0.0)
+        for _ in range(100):
+            if not spool.pending(db, 1):
+                break
+            proc = _SPAWN.Process(target=_worker_until_idle, args=args, name="mailcircle-worker")
+            proc.start()
+            proc.join()
+            if proc.exitcode == 3:  # the database stayed busy: the next run takes it
+                break
+            if proc.exitcode != 0 and proc.pid is not None:
+                reason = _death("worker", proc.exitcode, settings)
+                log.error("the worker process stopped: %s", reason)
+                spool.crashed(db, proc.pid, reason)
+        return _settled(db) - before
+    finally:
+        db.close()
+
+
+def _settled(db: Any) -> int:
+    return int(
+        db.execute("SELECT COUNT(*) FROM spool WHERE status != ?", [spool.NEW]).fetchone()[0]
+    )
+
+
+def _worker_until_idle(
+    settings: Settings,
+    level: int,
+    parent: int,
+    stopping: Any,
+    inbox_wake: Any,
+    outbox_wake: Any,
+    poll_seconds: float,
+) -> None:
+    _become_child(level, parent, stopping)
+    clock = SystemClock()
+    db = database.connect(settings.database)
+    budget = Budget(settings.worker.mail_cpu_seconds, settings.worker.mail_memory_mb)
+    worker = Worker(db, clock, Composer(clock), budget=budget)
+    try:
+        for pause in (0.0, 1.0, 2.0, 5.0, 10.0):
+            time.sleep(pause)
+            try:
+                while worker.process_pending():
+                    pass
+                return
+            except spool.Busy as busy:
+                log.warning("%s", busy)
+        raise SystemExit(3)
+    finally:
+        db.close()

@@ -13,6 +13,8 @@ import logging
 import queue
 import socket
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,14 @@ NO_SUCH_CIRCLE = (
 )
 BAD_ADDRESS = "553 5.1.3 <{address}>: that is not a valid email address"
 TRY_LATER = "451 4.3.0 The circle could not store your message just now; please try again later"
+TOO_MANY_RECIPIENTS = (
+    "452 4.5.3 Too many recipients: the circle takes at most {limit} of its addresses in one"
+    " message; send the rest in another message"
+)
+SENDER_OVER_QUOTA = (
+    "452 4.3.1 <{sender}> has sent the circle more than it stores for one sender in an hour;"
+    " please try again later"
+)
 
 
 class GroupCommitter:
@@ -156,9 +166,13 @@ class SpoolHandler:
         *,
         source: str,
         on_spooled: Callable[[], None] = lambda: None,
+        max_recipients: int = 20,
+        sender_bytes_per_hour: int = 268_435_456,
     ) -> None:
         self.source = source
         self.on_spooled = on_spooled
+        self.max_recipients = max_recipients
+        self.quota = SenderQuota(sender_bytes_per_hour)
         self.directory = CircleDirectory(db_path)
         self.committer = GroupCommitter(db_path, clock, name=f"{source}-spool")
 
@@ -172,6 +186,8 @@ class SpoolHandler:
     ) -> str:
         if "@" not in address:
             return BAD_ADDRESS.format(address=address)
+        if len(envelope.rcpt_tos) >= self.max_recipients:  # RFC 5321 4.5.3.1.10: 452
+            return TOO_MANY_RECIPIENTS.format(limit=self.max_recipients)
         circle_id = self.directory.circle_id(address)
         if circle_id is None:
             log.info("refused RCPT %s from %s: no such circle", address, session.peer)
@@ -192,6 +208,12 @@ class SpoolHandler:
             recipients=tuple((rcpt, circle_ids.get(rcpt)) for rcpt in envelope.rcpt_tos),
             raw=raw,
         )
+        if not self.quota.take(arrival.mail_from, len(raw) * len(arrival.recipients)):
+            log.warning("refused DATA from <%s>: over its hourly quota", arrival.mail_from)
+            sender = arrival.mail_from
+            return self._per_recipient(
+                SENDER_OVER_QUOTA.format(sender=sender), len(arrival.recipients)
+            )
         try:
             ids = await self.committer.store(arrival)
         except Exception:
@@ -214,6 +236,40 @@ class SpoolHandler:
     def close(self) -> None:
         self.committer.close()
         self.directory.close()
+
+
+class SenderQuota:
+    """Bytes stored per envelope sender over the last hour, so one sender cannot fill the
+    disk. Kept in memory: a restart forgets it, which errs on the side of taking mail."""
+
+    WINDOW = 3600.0
+
+    def __init__(self, bytes_per_hour: int) -> None:
+        self.limit = bytes_per_hour
+        self._taken: dict[str, deque[tuple[float, int]]] = {}
+        self._totals: dict[str, int] = {}
+
+    def take(self, sender: str, size: int) -> bool:
+        """Count ``size`` bytes for ``sender``; False (nothing counted) if over the limit."""
+        now = time.monotonic()
+        sender = sender.lower()
+        if len(self._taken) > 10_000:
+            self._forget(now)
+        taken = self._taken.setdefault(sender, deque())
+        total = self._totals.get(sender, 0)
+        while taken and taken[0][0] < now - self.WINDOW:
+            total -= taken.popleft()[1]
+        if total + size > self.limit:
+            self._totals[sender] = total
+            return False
+        taken.append((now, size))
+        self._totals[sender] = total + size
+        return True
+
+    def _forget(self, now: float) -> None:
+        for sender in [s for s, q in self._taken.items() if not q or q[-1][0] < now - self.WINDOW]:
+            del self._taken[sender]
+            self._totals.pop(sender, None)
 
 
 def _peer_text(peer: Any) -> str:
@@ -244,11 +300,20 @@ class InboundServer:
         *,
         lmtp: bool = False,
         max_message_bytes: int,
+        max_recipients: int = 20,
+        sender_bytes_per_hour: int = 268_435_456,
         on_spooled: Callable[[], None] = lambda: None,
     ) -> None:
         self.listen = listen
         self.protocol = "lmtp" if lmtp else "smtp"
-        self.handler = SpoolHandler(db_path, clock, source=self.protocol, on_spooled=on_spooled)
+        self.handler = SpoolHandler(
+            db_path,
+            clock,
+            source=self.protocol,
+            on_spooled=on_spooled,
+            max_recipients=max_recipients,
+            sender_bytes_per_hour=sender_bytes_per_hour,
+        )
         self.controller = _EdgeController(
             self.handler,
             listen,
