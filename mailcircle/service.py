@@ -4,13 +4,14 @@ The process first takes the database's lease (one worker and one sender per data
 whatever the command or host), then listens, and only then starts processing, so a mail
 that cannot be processed never keeps the edge from answering.
 
-With ``isolate`` (what `serve` and `poll` use), the worker and the scheduler each run in a
-process of their own, started and watched by this one: parsing, trimming, composing and
-planning never share an interpreter with the SMTP event loop, and each mail is processed
-within a budget of CPU and memory (`mailcircle.inbound.budget`). When the worker process
-dies, the mail it was on is charged with the death and the worker starts again; a mail
-charged twice is set aside as failed and the moderators are told. Without ``isolate``
-(tests driving a fake clock) the same loops run as threads of this process.
+With ``isolate`` (what `serve` and `poll` use), the worker, the scheduler and the sender
+each run in a process of their own, started and watched by this one: parsing, trimming,
+composing, planning and delivering never share an interpreter with the SMTP event loop,
+and each mail is processed within a budget of CPU and memory (`mailcircle.inbound.budget`).
+The worker lets the edge commit first when both want the write lock (`EdgeGate`). When
+the worker process dies, the mail it was on is charged with the death and the worker
+starts again; a mail charged twice is set aside as failed and the moderators are told.
+Without ``isolate`` (tests driving a fake clock) the same loops run as threads here.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from mailcircle.inbound import spool
 from mailcircle.inbound.budget import Budget, no_core_dumps
 from mailcircle.inbound.imap import ImapPoller
 from mailcircle.inbound.process import Worker
-from mailcircle.inbound.smtp import InboundServer
+from mailcircle.inbound.smtp import EdgeGate, InboundServer
 from mailcircle.lease import Lease
 from mailcircle.outbound.compose import Composer
 from mailcircle.outbound.deliver import Transport, deliver_due, transport_for
@@ -79,6 +80,7 @@ class Service:
         self._outbox_wake = events.Event()
         self._threads: list[threading.Thread] = []
         self.servers: list[InboundServer] = []
+        self.gate = EdgeGate()  # the worker lets the edge commit first
 
     def start(self) -> None:
         database.connect(self.settings.database).close()  # schema up to date before anything
@@ -94,7 +96,6 @@ class Service:
             if warning:
                 log.warning("%s", warning)
             self._start_edges()  # listen first: nothing below can keep the edge from answering
-            self._spawn("sender", self._send)
             self._start_processing()
             self.lease.keep(on_lost=self._lease_lost)
             self._spawn("checkpoint", self._checkpoint)
@@ -117,6 +118,7 @@ class Service:
                 max_recipients=inbound.max_recipients,
                 sender_bytes_per_hour=inbound.sender_bytes_per_hour,
                 on_spooled=self._inbox_wake.set,
+                gate=self.gate,
             )
             try:
                 server.start()
@@ -137,6 +139,7 @@ class Service:
 
     def _start_processing(self) -> None:
         if not self.isolate:
+            self._spawn("sender", self._send)
             self._spawn("worker", self._work)
             scheduler = Scheduler(
                 self.settings.database, self.clock, self.composer, on_queued=self._outbox_wake.set
@@ -145,11 +148,13 @@ class Service:
             return
         level = logging.getLogger().level
         events = (self._stopping, self._inbox_wake, self._outbox_wake)
-        args = (self.settings, level, os.getpid(), *events, self.poll_seconds)
+        args = (self.settings, level, os.getpid(), *events, self.poll_seconds, self.gate)
         worker = _Child("worker", _worker_process, args, self._stopping, self._charge)
         scheduler = _Child("scheduler", _scheduler_process, args, self._stopping)
+        sender = _Child("sender", _sender_process, args, self._stopping)
         self._spawn("worker-watch", worker.run)
         self._spawn("scheduler-watch", scheduler.run)
+        self._spawn("sender-watch", sender.run)
 
     def _charge(self, pid: int, reason: str) -> None:
         """The worker process died: the mail it was on carries the death."""
@@ -199,7 +204,7 @@ class Service:
     def _work(self) -> None:
         db = database.connect(self.settings.database)
         try:
-            worker = Worker(db, self.clock, self.composer)
+            worker = Worker(db, self.clock, self.composer, give_way=self.gate.give_way)
             work_loop(
                 worker, self._stopping, self._inbox_wake, self._outbox_wake, self.poll_seconds
             )
@@ -207,18 +212,14 @@ class Service:
             db.close()
 
     def _send(self) -> None:
-        db = database.connect(self.settings.database)
-        try:
-            while not self._stopping.is_set():
-                self._outbox_wake.clear()
-                try:
-                    if deliver_due(db, self.clock, self.transport):
-                        continue  # more may be due already
-                except Exception:
-                    log.exception("the sender hit an error; it will try again")
-                self._outbox_wake.wait(self.poll_seconds)
-        finally:
-            db.close()
+        send_loop(
+            self.settings,
+            self.clock,
+            self.transport,
+            self._stopping,
+            self._outbox_wake,
+            self.poll_seconds,
+        )
 
     def _checkpoint(self) -> None:
         """Give the WAL's disk space back now and then (it only grows otherwise), so a disk
@@ -256,6 +257,29 @@ def work_loop(
             outbox_wake.set()
             continue
         inbox_wake.wait(poll_seconds)
+
+
+def send_loop(
+    settings: Settings,
+    clock: Clock,
+    transport: Transport,
+    stopping: Any,
+    outbox_wake: Any,
+    poll_seconds: float,
+) -> None:
+    """Deliver what is due until told to stop; woken when the worker queues mail."""
+    db = database.connect(settings.database)
+    try:
+        while not stopping.is_set():
+            outbox_wake.clear()
+            try:
+                if deliver_due(db, clock, transport):
+                    continue  # more may be due already
+            except Exception:
+                log.exception("the sender hit an error; it will try again")
+            outbox_wake.wait(poll_seconds)
+    finally:
+        db.close()
 
 
 def disk_warning(db_path: Path) -> str:
@@ -350,12 +374,13 @@ def _worker_process(
     inbox_wake: Any,
     outbox_wake: Any,
     poll_seconds: float,
+    gate: EdgeGate,
 ) -> None:
     _become_child(level, parent, stopping)
     clock = SystemClock()
     db = database.connect(settings.database)
     budget = Budget(settings.worker.mail_cpu_seconds, settings.worker.mail_memory_mb)
-    worker = Worker(db, clock, Composer(clock), budget=budget)
+    worker = Worker(db, clock, Composer(clock), budget=budget, give_way=gate.give_way)
     try:
         work_loop(worker, stopping, inbox_wake, outbox_wake, poll_seconds)
     finally:
@@ -370,10 +395,29 @@ def _scheduler_process(
     inbox_wake: Any,
     outbox_wake: Any,
     poll_seconds: float,
+    gate: EdgeGate,
 ) -> None:
     _become_child(level, parent, stopping)
     clock = SystemClock()
     Scheduler(settings.database, clock, Composer(clock), on_queued=outbox_wake.set).run(stopping)
+
+
+def _sender_process(
+    settings: Settings,
+    level: int,
+    parent: int,
+    stopping: Any,
+    inbox_wake: Any,
+    outbox_wake: Any,
+    poll_seconds: float,
+    gate: EdgeGate,
+) -> None:
+    _become_child(level, parent, stopping)
+    transport = transport_for(settings.outbound)
+    try:
+        send_loop(settings, SystemClock(), transport, stopping, outbox_wake, poll_seconds)
+    finally:
+        transport.close()
 
 
 def process_once(settings: Settings) -> int:
@@ -383,7 +427,17 @@ def process_once(settings: Settings) -> int:
     try:
         before = _settled(db)
         stopping, inbox, outbox = _SPAWN.Event(), _SPAWN.Event(), _SPAWN.Event()
-        args = (settings, logging.getLogger().level, os.getpid(), stopping, inbox, outbox, 0.0)
+        gate = EdgeGate()
+        args = (
+            settings,
+            logging.getLogger().level,
+            os.getpid(),
+            stopping,
+            inbox,
+            outbox,
+            0.0,
+            gate,
+        )
         for _ in range(100):
             if not spool.pending(db, 1):
                 break
@@ -415,6 +469,7 @@ def _worker_until_idle(
     inbox_wake: Any,
     outbox_wake: Any,
     poll_seconds: float,
+    gate: EdgeGate,
 ) -> None:
     _become_child(level, parent, stopping)
     clock = SystemClock()

@@ -563,7 +563,7 @@ def test_the_worker_process_dies_with_serve(
         text=True,
         check=False,
     ).stdout.split()
-    assert len(children) == 2  # the worker and the scheduler
+    assert len(children) == 3  # the worker, the scheduler and the sender
     tight.kill()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in children):

@@ -96,8 +96,10 @@ class Worker:
         composer: compose.Composer,
         *,
         budget: Budget | None = None,
+        give_way: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
+        self.give_way = give_way  # called before each write: lets the edge commit first
         self.clock = clock
         self.composer = composer
         self.budget = budget  # per-mail CPU and memory limits, in a worker process of its own
@@ -134,6 +136,7 @@ class Worker:
         try:
             if spooled.crashes >= MAX_CRASHES or spooled.started >= MAX_STARTS:
                 return self._quarantine(spooled)
+            self.give_way()
             spool.claim(self.db, spooled.id, os.getpid())
         except Exception as err:
             if database.transient(err):
@@ -226,6 +229,7 @@ class Worker:
 
     def _settle(self, job: Job) -> tuple[str, str]:
         self._prepare(job)
+        self.give_way()
         try:
             with transaction(self.db):
                 outcome = self._run_steps(job)

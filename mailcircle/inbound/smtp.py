@@ -9,7 +9,9 @@ later, in the worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import multiprocessing
 import queue
 import socket
 import threading
@@ -52,6 +54,32 @@ SENDER_OVER_QUOTA = (
 )
 
 
+class EdgeGate:
+    """How many edge commits are waiting for the write lock, shared with the worker process.
+
+    The worker looks before each of its write transactions and lets a waiting edge go
+    first (for a moment at most), so accepting mail does not queue behind processing it.
+    """
+
+    def __init__(self) -> None:
+        self._waiting = multiprocessing.get_context("spawn").Value("i", 0)
+
+    def __enter__(self) -> EdgeGate:
+        with self._waiting.get_lock():
+            self._waiting.value += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._waiting.get_lock():
+            self._waiting.value -= 1
+
+    def give_way(self, at_most: float = 0.05) -> None:
+        """Wait while the edge is waiting to commit, ``at_most`` seconds in all."""
+        deadline = time.monotonic() + at_most
+        while self._waiting.value > 0 and time.monotonic() < deadline:
+            time.sleep(0.0005)
+
+
 class GroupCommitter:
     """The one thread that commits accepted mail to the spool.
 
@@ -62,8 +90,11 @@ class GroupCommitter:
 
     MAX_BATCH = 64
 
-    def __init__(self, db_path: Path, clock: Clock, name: str) -> None:
+    def __init__(
+        self, db_path: Path, clock: Clock, name: str, gate: EdgeGate | None = None
+    ) -> None:
         self.clock = clock
+        self.gate = gate
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._db = database.connect(db_path)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -92,9 +123,10 @@ class GroupCommitter:
                     break
                 batch.append(more)
             try:
-                results: list[list[int]] | Exception = spool.store_many(
-                    self._db, self.clock, [pending.arrival for pending in batch]
-                )
+                with self.gate or contextlib.nullcontext():
+                    results: list[list[int]] | Exception = spool.store_many(
+                        self._db, self.clock, [pending.arrival for pending in batch]
+                    )
             except Exception as err:  # nothing in the batch was committed: all hear 451
                 log.exception("could not commit %d mails to the spool", len(batch))
                 results = err
@@ -168,13 +200,14 @@ class SpoolHandler:
         on_spooled: Callable[[], None] = lambda: None,
         max_recipients: int = 20,
         sender_bytes_per_hour: int = 268_435_456,
+        gate: EdgeGate | None = None,
     ) -> None:
         self.source = source
         self.on_spooled = on_spooled
         self.max_recipients = max_recipients
         self.quota = SenderQuota(sender_bytes_per_hour)
         self.directory = CircleDirectory(db_path)
-        self.committer = GroupCommitter(db_path, clock, name=f"{source}-spool")
+        self.committer = GroupCommitter(db_path, clock, name=f"{source}-spool", gate=gate)
 
     async def handle_RCPT(
         self,
@@ -303,6 +336,7 @@ class InboundServer:
         max_recipients: int = 20,
         sender_bytes_per_hour: int = 268_435_456,
         on_spooled: Callable[[], None] = lambda: None,
+        gate: EdgeGate | None = None,
     ) -> None:
         self.listen = listen
         self.protocol = "lmtp" if lmtp else "smtp"
@@ -313,6 +347,7 @@ class InboundServer:
             on_spooled=on_spooled,
             max_recipients=max_recipients,
             sender_bytes_per_hour=sender_bytes_per_hour,
+            gate=gate,
         )
         self.controller = _EdgeController(
             self.handler,
