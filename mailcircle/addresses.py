@@ -16,6 +16,8 @@ SEPARATORS = ("+", "-")  # MTAs differ: Postfix and most providers use +, qmail 
 CRITIQUE = "c"  # poets+c-TOKEN@: the Reply-To of an assignment
 REPLY = "r"  # poets+r-TOKEN@: the Reply-To of a delivered critique
 BOUNCE = "bounce"  # poets+bounce@: the envelope sender of everything the circle sends
+NOTE = "note"  # poets+note@: the Reply-To of acknowledgements, receipts and answers
+CONFIRM = "confirm"  # poets+confirm-TOKEN@: joining, leaving, or a held mail's release
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ recorded in ``_sqlite_migrations`` and never edited.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -248,11 +249,37 @@ def _digests_and_engagement_days(db: Database) -> None:
     )
 
 
+@migrations(name="0007_senders")
+def _senders(db: Database) -> None:
+    db.executescript(
+        """
+        -- A confirmation may be bound to one held inbound mail: purpose 'held' (the member
+        -- confirms it was them) or 'moderate' (a moderator releases or discards it).
+        ALTER TABLE confirmations ADD COLUMN spool_id INTEGER REFERENCES spool(id);
+        CREATE INDEX confirmations_spool ON confirmations (spool_id);
+        -- What the circle remembers about one sender's recent mail, for caps and loops:
+        -- kind 'body' (a hash of a mail's text), 'loop' (a mail that looked automatic),
+        -- 'capped' (answers to the address were capped; moderators told).
+        CREATE TABLE sender_marks (
+            circle_id INTEGER NOT NULL REFERENCES circles(id),
+            email TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            value TEXT NOT NULL DEFAULT '',
+            at TEXT NOT NULL
+        );
+        CREATE INDEX sender_marks_recent ON sender_marks (circle_id, email, kind, at);
+        -- Answers sent to one address lately (the cap), and our recent mail to a member.
+        CREATE INDEX outbox_recipient ON outbox (rcpt_to, created_at);
+        """
+    )
+
+
 def connect(path: str | Path) -> Database:
     """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise MailcircleError(f"the folder for the database, {path.parent}, does not exist")
+    _create_private(path)
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -265,6 +292,19 @@ def connect(path: str | Path) -> Database:
     except sqlite3.DatabaseError as err:
         raise MailcircleError(f"cannot open the database {path}: {err}") from None
     return db
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner alone (drafts are private). SQLite
+    gives its -wal and -shm files the same permissions as the database file."""
+    if path.exists():
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as err:
+        raise MailcircleError(f"cannot create the database {path}: {err.strerror}") from None
 
 
 # In queries, "+column" keeps SQLite from choosing an index on that column: used where, for

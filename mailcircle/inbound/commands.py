@@ -14,7 +14,7 @@ import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from mailcircle.circle import assignments, digest, engagement, members, rounds
+from mailcircle.circle import assignments, digest, engagement, holds, members, rounds
 from mailcircle.circle.assign import held_back_members
 from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
@@ -36,8 +36,7 @@ JOIN, CONFIRM, LEAVE, PAUSE, RESUME, STATUS, HELP, REQUEST = (
     "help",
     "request",
 )
-DIGEST, RSVP = "digest", "rsvp"
-WORDS = (JOIN, LEAVE, PAUSE, RESUME, STATUS, HELP)
+DIGEST, RSVP, NOTE = "digest", "rsvp", "note"
 CONFIRMATION_DAYS = 7
 
 
@@ -85,6 +84,7 @@ class Commands:
             HELP: self.help,
             DIGEST: self.digest,
             RSVP: self.rsvp,
+            NOTE: self.worker.answers.note,
         }
         if word in handlers:
             return handlers[word](job)
@@ -97,15 +97,18 @@ class Commands:
         message = self.composer.compose(
             job.circle, template, context, to=job.answer_to, answering=job.mail, reply_to=reply_to
         )
-        self.worker._queue(job, message, template)
+        self.worker.queue(job, message, template)
 
-    def _member(self, job: Job) -> Member:
-        """The member the mail is from, or a polite refusal that explains how to join."""
+    def _member(self, job: Job, acting: str = "") -> Member:
+        """The member the mail is from, or a polite refusal that explains how to join.
+        A command that changes something (``acting``) must come from a proven sender."""
         assert job.mail is not None and job.circle is not None
         member = members.find(self.db, job.circle, job.mail.from_addr)
         if member is None:
             raise self.worker.stranger(job, what="a command")
         job.answer_to = member.email
+        if acting:
+            self.worker.senders.require(job, member, acting)
         return member
 
     def _next_round(self, circle: Circle) -> str:
@@ -153,9 +156,13 @@ class Commands:
         return f"{mail.from_addr} asked to join; confirmation sent to that address"
 
     def leave(self, job: Job) -> str:
+        """+leave: from a verified sender (e.g. a mail client's unsubscribe button) it
+        completes at once; otherwise a confirmation goes to the member's own address."""
         member = self._member(job)
         circle = job.circle
         assert circle is not None
+        if self.worker.senders.proven(job):
+            return self._leave_now(job, member)
         token = self._confirmation(circle, member.email, member.name, LEAVE)
         confirm = circle.action_address(CONFIRM, token)
         self._answer(
@@ -173,6 +180,9 @@ class Commands:
     def confirm(self, job: Job) -> str:
         mail, circle, route = job.mail, job.circle, job.route
         assert mail is not None and circle is not None and route is not None
+        held = holds.find(self.db, route.token, circle.id)
+        if held is not None:
+            return self.worker.senders.confirmation(job, held)
         row = self.db.execute(
             "SELECT email, name, purpose, created_at, used_at FROM confirmations"
             " WHERE token = ? AND circle_id = ?",
@@ -219,7 +229,15 @@ class Commands:
                 ),
             )
             return f"{email} confirmed and joined"
-        member = members.remove(self.db, self.clock, circle, email)
+        member = members.find(self.db, circle, email)
+        if member is None:
+            return "a leave confirmation for someone who is no longer a member; ignored"
+        return "confirmed: " + self._leave_now(job, member)
+
+    def _leave_now(self, job: Job, member: Member) -> str:
+        circle = job.circle
+        assert circle is not None
+        member = members.remove(self.db, self.clock, circle, member.email)
         passed = assignments.pass_on(self.db, self.clock, self.composer, circle, member)
         self._answer(
             job,
@@ -230,10 +248,10 @@ class Commands:
                 join_address=circle.action_address(JOIN),
             ),
         )
-        return f"{email} confirmed and left; {passed} open assignment(s) passed on"
+        return f"{member.email} left; {passed} open assignment(s) passed on"
 
     def pause(self, job: Job) -> str:
-        member = self._member(job)
+        member = self._member(job, acting="a pause")
         circle = job.circle
         assert circle is not None
         members.set_status(self.db, member.id, members.PAUSED)
@@ -252,7 +270,7 @@ class Commands:
         return f"{member.email} paused; {passed} open assignment(s) passed on"
 
     def resume(self, job: Job) -> str:
-        member = self._member(job)
+        member = self._member(job, acting="a resume")
         circle = job.circle
         assert circle is not None
         members.set_status(self.db, member.id, members.ACTIVE)
@@ -327,6 +345,7 @@ class Commands:
                 return self.rsvp(job)
             self.help(job, not_understood="a reply to the digest (it does not go to the circle)")
             return "a reply to the digest; sent the help text"
+        self.worker.senders.require(job, member, f"+digest-{route.token}")
         on = route.token == "on"
         digest.set_digest(self.db, member, digest.WEEKLY if on else digest.OFF)
         self._answer(
@@ -343,7 +362,7 @@ class Commands:
 
     def rsvp(self, job: Job) -> str:
         """poets+rsvp-ID@: yes or no to an engagement day (the first word decides)."""
-        member = self._member(job)
+        member = self._member(job, acting="an RSVP")
         mail, circle, route = job.mail, job.circle, job.route
         assert mail is not None and circle is not None and route is not None
         day = engagement.get(self.db, circle, route.token)

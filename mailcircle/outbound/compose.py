@@ -283,6 +283,48 @@ class DigestAnswer:
     other_address: str  # +digest-off when on, +digest-on when off
 
 
+@dataclass(frozen=True)
+class ConfirmSender:
+    """confirm_sender.txt: mail from a member's address could not be verified; did they send it?"""
+
+    member_name: str
+    circle_name: str
+    what: str  # "a draft", "a critique", "a pause" ...
+    subject: str  # the held mail's subject, shortened
+    confirm_address: str  # poets+confirm-TOKEN@ (also the Reply-To)
+
+
+@dataclass(frozen=True)
+class NoteAnswer:
+    """note_answer.txt: a reply to one of our mails is kept as a note; where things go."""
+
+    member_name: str
+    circle_name: str
+    answered: str  # "the acknowledgement of your draft" ...
+    circle_address: str
+    help_address: str
+
+
+@dataclass(frozen=True)
+class CritiqueClosed:
+    """critique_closed.txt: a critique came for an assignment that no longer takes one."""
+
+    reviewer_name: str
+    circle_name: str
+    title: str
+    reason: str  # "the work passed to another reviewer" ...
+
+
+@dataclass(frozen=True)
+class LoopPaused:
+    """loop_paused.txt: a member's mailbox kept answering the circle's mail; paused."""
+
+    member_name: str
+    circle_name: str
+    count: int  # automatic answers in a day
+    resume_address: str  # poets+resume@
+
+
 CONTEXTS: dict[str, type] = {
     "digest": Digest,
     "digest_answer": DigestAnswer,
@@ -305,7 +347,25 @@ CONTEXTS: dict[str, type] = {
     "submission_ack": SubmissionAck,
     "not_a_member": NotAMember,
     "empty_draft": EmptyDraft,
+    "confirm_sender": ConfirmSender,
+    "note_answer": NoteAnswer,
+    "critique_closed": CritiqueClosed,
+    "loop_paused": LoopPaused,
 }
+
+SUBJECT_ECHO = 60  # characters of a stranger's subject that our answers may quote
+
+
+def clean(text: str) -> str:
+    """A value fit for a header: control characters (CR, LF, NUL, other C0, DEL) become
+    spaces and runs of white space one space, so no input can break a header."""
+    return " ".join("".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text).split())
+
+
+def short_subject(subject: str) -> str:
+    """The most of an inbound subject our answers echo: cleaned, and cut at SUBJECT_ECHO."""
+    text = clean(subject)
+    return text if len(text) <= SUBJECT_ECHO else text[: SUBJECT_ECHO - 1].rstrip() + "…"
 
 
 def default_templates_dir() -> Path:
@@ -406,15 +466,19 @@ class Composer:
                 part = MIMEBase(maintype or "application", subtype or "octet-stream")
                 part.set_payload(payload)
                 encoders.encode_base64(part)
-                part.add_header("Content-Disposition", "attachment", filename=filename)
+                part.add_header("Content-Disposition", "attachment", filename=clean(filename))
                 parts.append(part)
             msg = MIMEMultipart("mixed", _subparts=parts, boundary=_boundary())
         sender = f"{on_behalf_of} via {circle.name}" if on_behalf_of else circle.name
-        msg["From"] = formataddr((sender, circle.address), charset="utf-8")
+        subject = clean(subject)
+        msg["From"] = formataddr((clean(sender), circle.address), charset="utf-8")
         msg["To"] = to
         msg["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
         msg["Date"] = format_datetime(self.clock.now())
         msg["Message-ID"] = f"<{name}.{secrets.token_hex(10)}@{circle.domain}>"
+        if not reply_to and automatic and name != "digest":
+            # What a reply to this mail means: a note, never a draft or a critique.
+            reply_to = circle.action_address("note")
         if reply_to:
             msg["Reply-To"] = reply_to
         chain = answering.thread if answering is not None and answering.message_id else thread
