@@ -179,6 +179,12 @@ def circle_show(state: _State, circle_address: str) -> None:
         ),
         ("SETTING", "VALUE", "MEANING"),
     )
+    if found.config.sender_check == "accept":
+        click.echo(
+            "Warning: sender_check is accept: this circle believes the From: header, so anyone "
+            "who knows a member's address can act as them. Use it for a private test circle "
+            "only (see SECURITY.md)."
+        )
 
 
 # --- engagement days ----------------------------------------------------------------------

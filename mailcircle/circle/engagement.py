@@ -93,13 +93,13 @@ def send_agendas(db: Database, clock: Clock, composer: compose.Composer, circle:
             f'  "{row["title"]}" by {row["author"]}'
             + (f"\n     asks: {row['asks']}" if row["asks"] else "")
             for row in db.query(
-                "SELECT s.title, s.asks, COALESCE(NULLIF(m.name, ''), m.email) AS author"
+                "SELECT s.title, s.asks, COALESCE(NULLIF(m.name, ''), ?) AS author"
                 " FROM submissions s JOIN members m ON m.id = s.member_id"
                 " WHERE s.circle_id = ? AND s.id IN (SELECT submission_id FROM assignments a"
                 " JOIN rounds r ON r.id = a.round_id WHERE r.circle_id = ? AND r.number ="
                 " (SELECT MAX(r2.number) FROM rounds r2 WHERE r2.circle_id = ? AND EXISTS"
                 " (SELECT 1 FROM assignments a2 WHERE a2.round_id = r2.id))) ORDER BY s.id",
-                [circle.id, circle.id, circle.id],
+                [f"a member of {circle.name}", circle.id, circle.id, circle.id],
             )
         ]
         when = date.fromisoformat(day["day"]).strftime("%A %-d %B")

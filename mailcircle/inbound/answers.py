@@ -79,9 +79,7 @@ class Answers:
                 context=compose.CritiqueClosed(
                     reviewer_name=reviewer.greeting_name,
                     circle_name=circle.name,
-                    title=assignments.get_submission(self.db, assignment["submission_id"])[
-                        "title"
-                    ],
+                    title=assignments.get_submission(self.db, assignment["submission_id"])["title"],
                     reason=closed,
                 ),
             )
@@ -104,7 +102,7 @@ class Answers:
             "critique_delivery",
             compose.CritiqueDelivery(
                 author_name=author.greeting_name,
-                reviewer_name=reviewer.greeting_name,
+                reviewer_name=reviewer.shown_as(circle.name),
                 circle_name=circle.name,
                 title=submission["title"],
                 critique=reply.text,
@@ -112,7 +110,7 @@ class Answers:
             ),
             to=author.email,
             automatic=False,
-            on_behalf_of=reviewer.greeting_name,
+            on_behalf_of=reviewer.shown_as(circle.name),
             reply_to=circle.action_address(addresses.REPLY, token),
             thread=tuple(submission["thread"].split()) or (submission["message_id"],),
         )
@@ -142,7 +140,7 @@ class Answers:
             "critique_receipt",
             compose.CritiqueReceipt(
                 reviewer_name=reviewer.greeting_name,
-                author_name=author.greeting_name,
+                author_name=author.shown_as(circle.name),
                 circle_name=circle.name,
                 title=submission["title"],
                 late=late,
@@ -206,14 +204,14 @@ class Answers:
             "relayed_reply",
             compose.RelayedReply(
                 reviewer_name=receiver.greeting_name,
-                author_name=sender.greeting_name,
+                author_name=sender.shown_as(circle.name),
                 circle_name=circle.name,
                 title=critique["title"],
                 words=words,
             ),
             to=receiver.email,
             automatic=False,
-            on_behalf_of=sender.greeting_name,
+            on_behalf_of=sender.shown_as(circle.name),
             reply_to=circle.action_address(addresses.REPLY, route.token),
             thread=(critique["delivered_message_id"],) if critique["delivered_message_id"] else (),
         )

@@ -295,11 +295,11 @@ class Commands:
             f'  "{row["title"]}" by {row["author"]}, due '
             + assignments.due_text(parse_iso(row["due_at"]), member)
             for row in self.db.query(
-                "SELECT s.title, COALESCE(NULLIF(m.name, ''), m.email) AS author, a.due_at"
+                "SELECT s.title, COALESCE(NULLIF(m.name, ''), ?) AS author, a.due_at"
                 " FROM assignments a JOIN submissions s ON s.id = a.submission_id"
                 " JOIN members m ON m.id = s.member_id"
                 " WHERE a.reviewer_id = ? AND +a.status = 'open' ORDER BY a.due_at",  # by reviewer
-                [member.id],
+                [f"a member of {circle.name}", member.id],
             )
         ]
         drafts = [

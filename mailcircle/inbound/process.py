@@ -229,7 +229,12 @@ class Worker:
     def parse(self, job: Job) -> None:
         if job.spooled.mail_from.strip() == "<>":  # a null sender stored as text by old versions
             job.spooled = dataclasses.replace(job.spooled, mail_from="")
-        job.mail = parse(job.spooled.raw)
+        try:
+            job.mail = parse(job.spooled.raw)
+        except RecursionError:
+            raise Hold(
+                "its MIME parts are nested too deeply to be read; kept for a moderator"
+            ) from None
         job.confirmed = holds.released(self.db, job.spooled.id)
         reason = automatic_reason(job.mail, job.spooled.mail_from)
         job.answer_to = "" if reason else (job.mail.from_addr or "")
