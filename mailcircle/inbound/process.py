@@ -19,7 +19,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from mailcircle import addresses
-from mailcircle.circle import assignments, circles, members, rounds, submissions
+from mailcircle.circle import assignments, circles, members, profile, rounds, submissions
 from mailcircle.circle.assign import held_back_members
 from mailcircle.circle.circles import Circle
 from mailcircle.clock import Clock, iso, parse_iso
@@ -31,6 +31,7 @@ from mailcircle.inbound.commands import Commands
 from mailcircle.inbound.parse import Mail, parse
 from mailcircle.inbound.route import BOUNCE, COMMAND, DRAFT, Route, automatic_reason, route
 from mailcircle.inbound.spool import Spooled
+from mailcircle.inbound.talk import Talk
 from mailcircle.outbound import compose, outbox
 
 log = logging.getLogger(__name__)
@@ -86,11 +87,13 @@ class Worker:
             self.skip_duplicate,
             self.decide_route,
             self.take_answer,
+            self.take_talk,
             self.take_command,
             self.take_draft,
         )
         self.answers = Answers(self)
         self.commands = Commands(self)
+        self.talk = Talk(self)
 
     # --- driving -------------------------------------------------------------------------
 
@@ -242,6 +245,10 @@ class Worker:
             return self.answers.relay(job)
         return None
 
+    def take_talk(self, job: Job) -> str | None:
+        """A post to poets+talk@ (or a reply to one) goes to every member: inbound/talk.py."""
+        return self.talk.take(job)
+
     def take_command(self, job: Job) -> str | None:
         assert job.route is not None
         if job.route.kind != COMMAND:
@@ -323,9 +330,7 @@ class Worker:
             word_count=draft.word_count,
             asks=draft.asks,
             queue_position=submissions.queue_position(self.db, circle.id, submission_id),
-            next_round=rounds.next_round_start(now, config)
-            .astimezone(config.zone)
-            .strftime(f"%A %-d %B %Y at %H:%M ({config.timezone})"),
+            next_round=profile.local_text(rounds.next_round_start(now, config), member, year=True),
             help_address=circle.action_address("help"),
             max_words=config.max_words,
             too_long=draft.word_count > config.max_words,
