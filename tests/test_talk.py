@@ -11,6 +11,8 @@ from email.message import EmailMessage
 
 import pytest
 from conftest import CapturingRelay, Serve, send
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailcircle.circle import assignments, digest, members, profile, talk
 from mailcircle.clock import FakeClock
@@ -571,3 +573,16 @@ def test_talk_over_real_smtp(serve: Serve, relay: CapturingRelay, smtp_port: int
     time.sleep(0.5)  # the worker is done with it; nothing more goes out to members
     assert all("Cheap pills" not in m.raw.decode(errors="replace") for m in relay.mails)
     assert len(relay.mails) == 4
+
+
+@given(st.text(alphabet="Re: []PotsAWvx\t", max_size=60))
+def test_tagging_a_subject_twice_changes_nothing(subject: str) -> None:
+    once = talk.tagged_subject(subject, "[Poets]")
+    assert talk.tagged_subject(once, "[Poets]") == once
+    assert once.startswith(("[Poets] ", "Re: [Poets] "))
+    assert not once.removeprefix("Re: ").removeprefix("[Poets] ").lower().startswith("re:")
+
+
+def test_a_subject_with_thousands_of_prefixes_is_read_in_one_pass() -> None:
+    subject = "Re: [Poets] " * 50_000 + "Readings"
+    assert talk.tagged_subject(subject, "[Poets]") == "Re: [Poets] Readings"

@@ -39,7 +39,7 @@ SHORT_POST_WORDS = 150  # posts up to this long are quoted whole in the digest
 LIST_LIMIT = 40  # conversations in one digest; the rest are counted
 HELD_PREFIX = "a talk post from"  # how a held post's outcome starts (the scheduler finds it)
 
-_PREFIX = re.compile(r"^\s*(?:(?:re|aw|sv|antw|fwd?|tr|wg)\s*:\s*)", re.IGNORECASE)
+_REPLY_WORDS = "(?:re|aw|sv|antw)"  # "Re:" in English, German, Scandinavian, Dutch clients
 
 
 @dataclass(frozen=True)
@@ -67,17 +67,17 @@ def tag(circle: Circle) -> str:
 
 
 def base_subject(subject: str, circle_tag: str) -> tuple[str, bool]:
-    """(the subject without Re:/Fwd: prefixes and the tag, whether it was a reply)."""
-    text, reply = " ".join(subject.split()), False
-    while True:
-        if circle_tag and text.lower().startswith(circle_tag.lower()):
-            text = text[len(circle_tag) :].lstrip()
-            continue
-        stripped = _PREFIX.sub("", text, count=1)
-        if stripped == text:
-            break
-        reply, text = True, stripped
-    return text, reply
+    """(the subject without its leading Re:/AW: prefixes and tags, whether it was a reply).
+    One anchored pass: linear however many prefixes a long thread has piled up."""
+    text = " ".join(subject.split())
+    tag_part = f"|{re.escape(circle_tag)}" if circle_tag else ""
+    lead = re.match(rf"(?:\s*(?:{_REPLY_WORDS}\s*:{tag_part}))+", text, re.IGNORECASE)
+    if lead is None:
+        return text, False
+    prefix = lead.group(0)
+    if circle_tag:
+        prefix = re.sub(re.escape(circle_tag), "", prefix, flags=re.IGNORECASE)
+    return text[lead.end() :].strip(), bool(prefix.strip())
 
 
 def tagged_subject(subject: str, circle_tag: str) -> str:
