@@ -230,6 +230,26 @@ def engagement_list(state: _State, circle_address: str) -> None:
     _table(((r["day"], r["yes"], r["topic"]) for r in rows), ("DATE", "YES", "TOPIC"))
 
 
+@engagement_group.command("agenda")
+@click.argument("circle_address", metavar="CIRCLE")
+@click.argument("day", metavar="DATE")
+@click.argument("item", metavar="ITEM")
+@pass_state
+def engagement_agenda(state: _State, circle_address: str, day: str, item: str) -> None:
+    """Put ITEM on the agenda of CIRCLE's engagement day on DATE (YYYY-MM-DD). Those who
+    said yes get the agenda in the kick-off mail on the morning of the day (moderators can
+    also mail ITEM as the subject to poets+agenda@)."""
+    from mailcircle.circle import engagement
+    from mailcircle.db import transaction
+
+    found = circles.get(state.db, circle_address)
+    with transaction(state.db):
+        text = engagement.add_item(
+            state.db, state.clock, engagement.find_day(state.db, found, day), item, "cli"
+        )
+    click.echo(f"{found.name}: on the agenda of {day}: {text}")
+
+
 # --- templates ----------------------------------------------------------------------------
 
 

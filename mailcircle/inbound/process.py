@@ -20,7 +20,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from mailcircle import addresses
-from mailcircle.circle import assignments, circles, holds, members, rounds, submissions
+from mailcircle.circle import assignments, circles, holds, members, profile, rounds, submissions
 from mailcircle.circle.assign import held_back_members
 from mailcircle.circle.circles import Circle
 from mailcircle.clock import Clock, iso, parse_iso
@@ -33,6 +33,7 @@ from mailcircle.inbound.parse import Mail, parse
 from mailcircle.inbound.route import BOUNCE, COMMAND, DRAFT, Route, automatic_reason, route
 from mailcircle.inbound.senders import Senders
 from mailcircle.inbound.spool import Spooled
+from mailcircle.inbound.talk import Talk
 from mailcircle.inbound.verify import SenderCheck, Verdict
 from mailcircle.outbound import compose, outbox, sent
 
@@ -100,12 +101,14 @@ class Worker:
             self.skip_duplicate,
             self.decide_route,
             self.take_answer,
+            self.take_talk,
             self.take_command,
             self.take_draft,
         )
         self.answers = Answers(self)
         self.commands = Commands(self)
         self.senders = Senders(self)
+        self.talk = Talk(self)
 
     # --- driving -------------------------------------------------------------------------
 
@@ -299,6 +302,9 @@ class Worker:
         if ours.purpose == "digest":
             job.route = Route(COMMAND, action="digest")
             return
+        if ours.purpose in ("talk_post", "engagement_kickoff"):
+            job.route = Route(COMMAND, action=addresses.TALK)
+            return
         job.route = Route(COMMAND, action=addresses.NOTE)
 
     def take_answer(self, job: Job) -> str | None:
@@ -310,6 +316,10 @@ class Worker:
         if job.route.kind == COMMAND and job.route.action == addresses.REPLY:
             return self.answers.relay(job)
         return None
+
+    def take_talk(self, job: Job) -> str | None:
+        """A post to poets+talk@ (or a reply to one) goes to every member: inbound/talk.py."""
+        return self.talk.take(job)
 
     def take_command(self, job: Job) -> str | None:
         assert job.route is not None
@@ -406,9 +416,7 @@ class Worker:
             word_count=draft.word_count,
             asks=draft.asks,
             queue_position=submissions.queue_position(self.db, circle.id, submission_id),
-            next_round=rounds.next_round_start(now, config)
-            .astimezone(config.zone)
-            .strftime(f"%A %-d %B %Y at %H:%M ({config.timezone})"),
+            next_round=profile.local_text(rounds.next_round_start(now, config), member, year=True),
             help_address=circle.action_address("help"),
             max_words=config.max_words,
             too_long=draft.word_count > config.max_words,

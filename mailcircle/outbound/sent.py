@@ -1,7 +1,7 @@
 """What the circle has sent: every outgoing mail is in the outbox, so a reply can be read
 against the mail it answers, and answers to one address can be counted.
 
-Every query here uses an index (outbox.message_id is unique; outbox_recipient covers
+Every query here uses an index (outbox_message_rcpt leads with message_id; outbox_recipient covers
 rcpt_to and created_at).
 """
 
