@@ -15,7 +15,7 @@ from mailcircle.circle import assignments, bounces, members
 from mailcircle.clock import iso, parse_iso
 from mailcircle.errors import Hold, Ignore, Refuse
 from mailcircle.inbound.reply import trim_reply
-from mailcircle.inbound.senders import ANSWERED, LOOP_WINDOW, is_thanks
+from mailcircle.inbound.senders import ANSWERED, LOOP_WINDOW, is_thanks, sounds_away
 from mailcircle.outbound import compose, sent
 
 if TYPE_CHECKING:
@@ -274,7 +274,8 @@ class Answers:
             return f"a note from {member.email} in reply to {what}: thanks, recorded"
         senders = self.worker.senders
         now = self.clock.now()
-        if ours is not None and now - parse_iso(ours.created_at) <= LOOP_WINDOW:
+        fast = ours is not None and now - parse_iso(ours.created_at) <= LOOP_WINDOW
+        if fast and sounds_away(words):
             counted = senders.count_loop(job, member)
             return (
                 f"a note from {member.email} right after {what}; looks automatic, "

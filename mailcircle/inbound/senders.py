@@ -94,6 +94,11 @@ def quotes_our_text(text: str, ours: str) -> bool:
     return found >= 2
 
 
+def sounds_away(text: str) -> bool:
+    """Whether a short mail reads like an away message or an automatic acknowledgement."""
+    return words_in(text) < SHORT_WORDS and bool(_AWAY.search(text[:500]))
+
+
 def words_in(text: str) -> int:
     return len(text.split())
 
@@ -302,9 +307,7 @@ class Senders:
         machine's answer even without the headers (RFC 3834) that should say so."""
         mail = job.mail
         assert mail is not None
-        if mail.attachments or words_in(mail.text) >= SHORT_WORDS:
-            return False
-        if not _AWAY.search(mail.text[:500]):
+        if mail.attachments or not sounds_away(mail.text):
             return False
         recent = sent.recent_to(self.db, member.email, self.clock.now() - LOOP_WINDOW, limit=1)
         return bool(recent)
