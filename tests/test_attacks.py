@@ -672,3 +672,43 @@ def test_circle_show_warns_when_the_circle_believes_from_headers(tmp_path: Path)
     assert "Warning" not in run("circle", "show", CIRCLE)
     run("circle", "set", CIRCLE, "sender_check", "accept")
     assert "Warning: sender_check is accept" in run("circle", "show", CIRCLE)
+
+
+def test_a_moderator_releases_or_discards_held_mail_by_mail_or_command(
+    circle: Circle, tmp_path: Path
+) -> None:
+    for n in range(2):
+        circle.send(
+            mail("cat@example.net", CIRCLE, f"Held {n}", message_id=f"<held{n}@x>"),
+            mail_from="cat@example.net",
+        )
+    circle.settle()
+    [notice] = circle.to("mo@example.net")  # once a day per member, however many are held
+    moderate = str(notice["Reply-To"])
+    assert moderate.startswith("poets+confirm-")
+    # Someone who is not the moderator cannot use the moderator's token.
+    circle.send(
+        mail("eve@attacker.test", moderate, "Re:", "release", message_id="<steal@x>"),
+        mail_from="eve@attacker.test",
+        to=moderate,
+    )
+    circle.send(
+        mail("mo@example.net", moderate, "Re: Held", "Release, please.", message_id="<mo@x>"),
+        mail_from="mo@example.net",
+        to=moderate,
+    )
+    circle.settle()
+    assert circle.rows("SELECT title FROM submissions") == [("Held 0",)]
+    # The second held mail, by the command line.
+    from click.testing import CliRunner
+
+    from mailcircle.cli import main
+
+    settings = tmp_path / "mailcircle.toml"
+    settings.write_text('database = "circle.db"\n')
+    second = circle.rows("SELECT id FROM spool WHERE status = 'held' ORDER BY id")[-1][0]
+    result = CliRunner().invoke(main, ["--config", str(settings), "inbox", "discard", str(second)])
+    assert result.output == f"Inbound #{second} is discarded; it will not act.\n"
+    result = CliRunner().invoke(main, ["--config", str(settings), "inbox", "release", str(second)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: inbound message #{second} is not held (it is ignored")
