@@ -37,6 +37,8 @@ class InboundSettings:
     smtp: HostPort | None = HostPort("127.0.0.1", 8025)
     lmtp: HostPort | None = None
     max_message_bytes: int = 26_214_400
+    # authserv-ids of receiving servers whose Authentication-Results headers are believed
+    trusted_authserv_ids: tuple[str, ...] = ()
     max_recipients: int = 20  # circle addresses in one SMTP/LMTP transaction; more get 452
     sender_bytes_per_hour: int = 268_435_456  # what one envelope sender may have stored
 
@@ -138,6 +140,10 @@ DOCUMENTED_KEYS: dict[str, tuple[str, str]] = {
     ),
     "inbound.lmtp": ('""', 'host:port for an LMTP server (e.g. "127.0.0.1:8024"); empty: none'),
     "inbound.max_message_bytes": ("26214400", "larger mail is refused during the SMTP dialogue"),
+    "inbound.trusted_authserv_ids": (
+        "[]",
+        "authserv-ids of your own receiving servers whose Authentication-Results are believed",
+    ),
     "inbound.max_recipients": ("20", "circle addresses one mail may name; more are refused (452)"),
     "inbound.sender_bytes_per_hour": (
         "268435456",
@@ -194,6 +200,16 @@ def _take(table: dict[str, Any], key: str, prefix: str, kind: type, default: Any
     return value
 
 
+def _names(table: dict[str, Any], key: str, prefix: str) -> tuple[str, ...]:
+    """A list of non-empty names (e.g. authserv-ids), lower case."""
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(
+            f'setting {prefix}{key} must be a list of names like ["mx.example.org"], not {value!r}'
+        )
+    return tuple(v.strip().lower() for v in value)
+
+
 def _kind_name(kind: type) -> str:
     return {str: "a string", int: "a whole number", bool: "true or false"}[kind]
 
@@ -217,7 +233,14 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> S
     _check_known(
         inbound,
         "inbound.",
-        {"smtp", "lmtp", "max_message_bytes", "max_recipients", "sender_bytes_per_hour"},
+        {
+            "smtp",
+            "lmtp",
+            "max_message_bytes",
+            "trusted_authserv_ids",
+            "max_recipients",
+            "sender_bytes_per_hour",
+        },
     )
     _check_known(
         outbound, "outbound.", {"relay", "starttls", "user", "password_env", "maildir", "ca_file"}
@@ -252,6 +275,7 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> S
             smtp=smtp,
             lmtp=lmtp,
             max_message_bytes=max_bytes,
+            trusted_authserv_ids=_names(inbound, "trusted_authserv_ids", "inbound."),
             max_recipients=_at_least(inbound, "max_recipients", "inbound.", 1, 20),
             sender_bytes_per_hour=_at_least(
                 inbound, "sender_bytes_per_hour", "inbound.", max_bytes, 268_435_456

@@ -36,6 +36,7 @@ from mailcircle.inbound.budget import Budget, no_core_dumps
 from mailcircle.inbound.imap import ImapPoller
 from mailcircle.inbound.process import Worker
 from mailcircle.inbound.smtp import EdgeGate, InboundServer
+from mailcircle.inbound.verify import SenderCheck
 from mailcircle.lease import Lease
 from mailcircle.outbound.compose import Composer
 from mailcircle.outbound.deliver import Transport, deliver_due, transport_for
@@ -59,10 +60,12 @@ class Service:
         poll_seconds: float = 5.0,
         listen: bool = True,
         imap: bool = False,
+        sender_check: SenderCheck | None = None,
         isolate: bool = False,
         command: str = "serve",
     ) -> None:
         self.settings = settings
+        self.sender_check = sender_check or SenderCheck(settings.inbound.trusted_authserv_ids)
         self.clock = clock or SystemClock()
         self.transport = transport or transport_for(settings.outbound)
         self.composer = composer or Composer(self.clock)
@@ -204,7 +207,9 @@ class Service:
     def _work(self) -> None:
         db = database.connect(self.settings.database)
         try:
-            worker = Worker(db, self.clock, self.composer, give_way=self.gate.give_way)
+            worker = Worker(
+                db, self.clock, self.composer, self.sender_check, give_way=self.gate.give_way
+            )
             work_loop(
                 worker, self._stopping, self._inbox_wake, self._outbox_wake, self.poll_seconds
             )
@@ -380,7 +385,8 @@ def _worker_process(
     clock = SystemClock()
     db = database.connect(settings.database)
     budget = Budget(settings.worker.mail_cpu_seconds, settings.worker.mail_memory_mb)
-    worker = Worker(db, clock, Composer(clock), budget=budget, give_way=gate.give_way)
+    check = SenderCheck(settings.inbound.trusted_authserv_ids)
+    worker = Worker(db, clock, Composer(clock), check, budget=budget, give_way=gate.give_way)
     try:
         work_loop(worker, stopping, inbox_wake, outbox_wake, poll_seconds)
     finally:
@@ -475,7 +481,8 @@ def _worker_until_idle(
     clock = SystemClock()
     db = database.connect(settings.database)
     budget = Budget(settings.worker.mail_cpu_seconds, settings.worker.mail_memory_mb)
-    worker = Worker(db, clock, Composer(clock), budget=budget)
+    check = SenderCheck(settings.inbound.trusted_authserv_ids)
+    worker = Worker(db, clock, Composer(clock), check, budget=budget)
     try:
         for pause in (0.0, 1.0, 2.0, 5.0, 10.0):
             time.sleep(pause)

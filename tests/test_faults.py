@@ -115,6 +115,7 @@ def settings_text(smtp_port: int, relay_port: int, database_path: str = "circle.
 def prepare(config: Path) -> Serve:
     runner = Serve(config)
     runner.cli("circle", "create", CIRCLE, "--name", "Poets")
+    runner.cli("circle", "set", CIRCLE, "sender_check", "accept")  # as conftest's `serve`
     runner.cli("members", "add", CIRCLE, "ann@example.net", "--name", "Ann")
     runner.cli("members", "add", CIRCLE, "mod@example.net", "--name", "Mo", "--moderator")
     return runner
