@@ -570,3 +570,23 @@ def test_the_worker_process_dies_with_serve(
     while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in children):
         time.sleep(0.1)
     assert not any(Path(f"/proc/{pid}").exists() for pid in children)
+
+
+def test_serve_with_a_maildir_it_cannot_make_says_so_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    config = tmp_path / "mailcircle.toml"
+    config.write_text(
+        f'database = "circle.db"\n[inbound]\nsmtp = "127.0.0.1:{free_port()}"\n'
+        '[outbound]\nmaildir = "afile/outgoing"\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "mailcircle", "--config", str(config), "serve", "--no-sample"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert "afile/outgoing" in line
