@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import queue
 import socket
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -97,6 +98,9 @@ class GroupCommitter:
         self.gate = gate
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._db = database.connect(db_path)
+        # Wait for the write lock here, not in SQLite's busy handler, whose sleeps grow to
+        # 100 ms: the worker gives way while the edge waits, so the lock is free at once.
+        self._db.execute("PRAGMA busy_timeout = 0")
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -124,8 +128,8 @@ class GroupCommitter:
                 batch.append(more)
             try:
                 with self.gate or contextlib.nullcontext():
-                    results: list[list[int]] | Exception = spool.store_many(
-                        self._db, self.clock, [pending.arrival for pending in batch]
+                    results: list[list[int]] | Exception = self._store(
+                        [pending.arrival for pending in batch]
                     )
             except Exception as err:  # nothing in the batch was committed: all hear 451
                 log.exception("could not commit %d mails to the spool", len(batch))
@@ -138,6 +142,18 @@ class GroupCommitter:
             for loop, outcomes in settled.items():
                 loop.call_soon_threadsafe(_settle_all, outcomes)
         self._db.close()
+
+    def _store(self, arrivals: list[spool.Arrival]) -> list[list[int]]:
+        """Commit, waiting for the write lock up to the usual busy timeout."""
+        began = time.monotonic()
+        while True:
+            try:
+                return spool.store_many(self._db, self.clock, arrivals)
+            except sqlite3.OperationalError as err:
+                waited = time.monotonic() - began
+                if "locked" not in str(err) or waited > database.BUSY_TIMEOUT_MS / 1000:
+                    raise
+                time.sleep(0.0005 if waited < 0.05 else 0.005)
 
     def close(self) -> None:
         self._queue.put(None)
