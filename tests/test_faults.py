@@ -590,3 +590,31 @@ def test_serve_with_a_maildir_it_cannot_make_says_so_in_one_line(tmp_path: Path)
     assert "Traceback" not in done.stderr
     [line] = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
     assert "afile/outgoing" in line
+
+
+def test_a_mail_over_its_memory_budget_is_failed_with_the_reason(
+    tmp_path: Path, relay: CapturingRelay, smtp_port: int
+) -> None:
+    config = tmp_path / "mailcircle.toml"
+    config.write_text(settings_text(smtp_port, relay.port) + "mail_memory_mb = 64\n")
+    runner = prepare(config)
+    runner.start(smtp_port)
+    try:
+        big = EmailMessage()
+        big["From"] = "Ann <ann@example.net>"
+        big["To"] = CIRCLE
+        big["Subject"] = "Photos"
+        big["Message-ID"] = "<photos@example.net>"
+        big.set_content("")
+        big.add_attachment(
+            os.urandom(18_000_000), maintype="image", subtype="jpeg", filename="a.jpg"
+        )
+        send(smtp_port, big.as_bytes(policy=SMTP), mail_from="ann@example.net", to=[CIRCLE])
+        send(smtp_port, draft(), mail_from="ann@example.net", to=[CIRCLE])
+        relay.wait_until(to_anyone("mod@example.net"), "the moderators' notice", timeout=60)
+        heavy, drafted = settled(config, 2)
+        assert heavy["status"] == "failed"
+        assert "needed more memory than its budget (64 MB)" in heavy["outcome"]
+        assert drafted["status"] == "done"
+    finally:
+        runner.stop()
