@@ -618,3 +618,25 @@ def test_a_mail_over_its_memory_budget_is_failed_with_the_reason(
         assert drafted["status"] == "done"
     finally:
         runner.stop()
+
+
+def test_the_scheduler_waits_out_a_busy_database_and_runs_again_soon(
+    db, clock, poets, db_path
+) -> None:  # noqa: ANN001
+    from mailcircle.scheduler import Scheduler
+
+    scheduler = Scheduler(db_path, clock, Composer(clock))
+    scheduler._db = database.connect(db_path)
+    scheduler._db.execute("PRAGMA busy_timeout = 100")
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # a long digest run of another process, say
+    try:
+        scheduler._tick()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert scheduler._again_at is not None  # not a minute later: within seconds
+    assert scheduler._again_at - time.monotonic() <= Scheduler.BUSY_PAUSE
+    scheduler._tick()
+    assert scheduler._again_at is None
+    scheduler._db.close()
