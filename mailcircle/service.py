@@ -355,7 +355,32 @@ def _death(name: str, code: int | None, settings: Settings) -> str:
     return f"the {name} exited with status {code}"
 
 
-def _become_child(level: int, parent: int, stopping: Any) -> None:
+class _ChildStop:
+    """A child's view of "stop": the service stopping (shared), or SIGTERM sent to this
+    process alone (its own), after which it finishes the mail at hand and exits to be
+    started again; a signal to one child never stops the others."""
+
+    def __init__(self, shared: Any) -> None:
+        self.shared = shared
+        self.own = threading.Event()
+
+    def is_set(self) -> bool:
+        return bool(self.shared.is_set() or self.own.is_set())
+
+    def set(self) -> None:
+        self.own.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            if left <= 0:
+                break
+            self.shared.wait(left)
+        return self.is_set()
+
+
+def _become_child(level: int, parent: int, shared_stop: Any) -> _ChildStop:
     """Die with the parent, write no core files, yield the CPU to the edge, leave Ctrl-C
     to the parent, and on SIGTERM finish the mail at hand, then stop."""
     try:
@@ -369,12 +394,14 @@ def _become_child(level: int, parent: int, stopping: Any) -> None:
     # on a small machine where the worker could use every cycle.
     with contextlib.suppress(OSError):
         os.nice(CHILD_NICENESS)
+    stopping = _ChildStop(shared_stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     logging.basicConfig(
         level=level or logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    return stopping
 
 
 def _worker_process(
@@ -387,7 +414,7 @@ def _worker_process(
     poll_seconds: float,
     gate: EdgeGate,
 ) -> None:
-    _become_child(level, parent, stopping)
+    stopping = _become_child(level, parent, stopping)
     clock = SystemClock()
     db = database.connect(settings.database)
     budget = Budget(settings.worker.mail_cpu_seconds, settings.worker.mail_memory_mb)
@@ -409,7 +436,7 @@ def _scheduler_process(
     poll_seconds: float,
     gate: EdgeGate,
 ) -> None:
-    _become_child(level, parent, stopping)
+    stopping = _become_child(level, parent, stopping)
     clock = SystemClock()
     Scheduler(settings.database, clock, Composer(clock), on_queued=outbox_wake.set).run(stopping)
 
@@ -424,7 +451,7 @@ def _sender_process(
     poll_seconds: float,
     gate: EdgeGate,
 ) -> None:
-    _become_child(level, parent, stopping)
+    stopping = _become_child(level, parent, stopping)
     transport = transport_for(settings.outbound)
     try:
         send_loop(settings, SystemClock(), transport, stopping, outbox_wake, poll_seconds)
@@ -483,7 +510,7 @@ def _worker_until_idle(
     poll_seconds: float,
     gate: EdgeGate,
 ) -> None:
-    _become_child(level, parent, stopping)
+    stopping = _become_child(level, parent, stopping)
     clock = SystemClock()
     db = database.connect(settings.database)
     budget = Budget(settings.worker.mail_cpu_seconds, settings.worker.mail_memory_mb)

@@ -640,3 +640,25 @@ def test_the_scheduler_waits_out_a_busy_database_and_runs_again_soon(
     scheduler._tick()
     assert scheduler._again_at is None
     scheduler._db.close()
+
+
+def test_a_worker_process_told_to_stop_alone_is_started_again(
+    tight: Serve, relay: CapturingRelay, smtp_port: int
+) -> None:
+    tight.start(smtp_port)
+    assert tight.proc is not None
+    time.sleep(1)
+    children = subprocess.run(
+        ["pgrep", "-P", str(tight.proc.pid), "-f", "multiprocessing.spawn"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    for pid in children:  # e.g. an operator's kill, or a stray signal
+        os.kill(int(pid), 15)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in children):
+        time.sleep(0.1)
+    send(smtp_port, draft(), mail_from="ann@example.net", to=[CIRCLE])
+    relay.wait_until(to_anyone("ann@example.net"), "the draft's ack", timeout=30)
+    assert "the worker process stopped: the worker exited with status 0" in tight.output()
