@@ -32,7 +32,12 @@ COLUMNS = ("name", "email", "timezone")
 
 def clean_name(name: str) -> str:
     """A name as shown in mail: control characters (newlines, escapes) removed, trimmed."""
-    return " ".join("".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf")).split())
+    kept = (
+        " " if c.isspace() else c
+        for c in name
+        if c.isspace() or unicodedata.category(c) not in ("Cc", "Cf")
+    )
+    return " ".join("".join(kept).split())
 
 
 def check_timezone(text: str) -> str:
