@@ -158,6 +158,20 @@ def erase(db: Database, clock: Clock, composer: Composer, circle: Circle, email:
         count["assignments passed to backups"] = assignments.pass_on(
             db, clock, composer, circle, member
         )
+        # Assignment mails to others carry their drafts: not sent now, and blanked if sent.
+        carrying = (
+            "SELECT a.message_id FROM assignments a JOIN submissions s ON s.id = a.submission_id"
+            " WHERE s.member_id = ? AND a.message_id != ''"
+        )
+        count["assignment mails with their drafts deleted or blanked"] = (
+            db.execute(
+                f"DELETE FROM outbox WHERE status = 'queued' AND message_id IN ({carrying})",
+                [mid],
+            ).rowcount
+            + db.execute(
+                f"UPDATE outbox SET raw = X'' WHERE message_id IN ({carrying})", [mid]
+            ).rowcount
+        )
         # Open work on their drafts: withdrawn, not missed (nothing refers to open work
         # except a backup's backup_for).
         open_on_theirs = (
@@ -204,6 +218,12 @@ def erase(db: Database, clock: Clock, composer: Composer, circle: Circle, email:
             f" outcome = replace(outcome, ?, ?) WHERE id IN ({spool_ids})",
             [member.email, ERASED, circle.id, member.email, mid, mid, mid],
         ).rowcount
+        # Other mail's outcomes may name them ("... delivered to ann@example.net").
+        db.execute(
+            "UPDATE spool SET outcome = replace(outcome, ?, ?)"
+            " WHERE circle_id = ? AND instr(outcome, ?) > 0",
+            [member.email, ERASED, circle.id, member.email],
+        )
         count["outgoing mails deleted"] = db.execute(
             "DELETE FROM outbox WHERE circle_id = ? AND lower(rcpt_to) = ?",
             [circle.id, member.email],
