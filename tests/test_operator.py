@@ -613,3 +613,126 @@ def test_one_shot_commands_log_warnings_only_by_default(run) -> None:  # noqa: A
     assert quiet.stderr == ""
     chatty = run("--log-level", "info", "run-due", "--now", "2030-03-11T09:00:00+00:00")
     assert "INFO mailcircle.scheduler: poets@example.org: round 1" in chatty.stderr
+
+
+# --- IMAP over TLS: imap.ca_file, and errors as one sentence --------------------------------
+
+
+def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a certificate it signed for 127.0.0.1: (ca, cert, key)."""
+    ca, ca_key = folder / "ca.pem", folder / "ca.key"
+    cert, key, csr = folder / "server.pem", folder / "server.key", folder / "server.csr"
+    ext = folder / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    for args in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+         "-days", "2", "-subj", "/CN=mailcircle test CA"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+         "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-out", cert, "-days", "2", "-extfile", ext],
+    ):  # fmt: skip
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+    for path in (cert, key):
+        path.chmod(0o644)
+    return ca, cert, key
+
+
+@pytest.fixture
+def tls_dovecot(tmp_path: Path):  # noqa: ANN201
+    from dovecot import Dovecot
+
+    server = Dovecot()
+    ca, cert, key = make_certificates(server.root)
+    server.config.write_text(
+        server.config.read_text().replace(
+            "ssl = no", f"ssl = required\nssl_cert = <{cert}\nssl_key = <{key}"
+        )
+    )
+    server.start()
+    yield server, ca
+    server.cleanup()
+
+
+def imap_settings(tmp_path: Path, port: int, security: str, extra: str = "") -> Path:
+    from dovecot import PASSWORD, USER
+
+    path = tmp_path / "imap.toml"
+    path.write_text(
+        f'database = "circle.db"\n[inbound]\nsmtp = ""\n[imap]\nhost = "127.0.0.1"\n'
+        f'port = {port}\nsecurity = "{security}"\nuser = "{USER}"\n'
+        f'password_command = "echo {PASSWORD}"\n{extra}'
+    )
+    return path
+
+
+def poll_once(settings: Path) -> Result:
+    return CliRunner().invoke(main, ["--config", str(settings), "poll", "--once"])
+
+
+def test_imap_starttls_is_verified_against_imap_ca_file(tls_dovecot, tmp_path: Path) -> None:  # noqa: ANN001
+    server, ca = tls_dovecot
+    untrusted = poll_once(imap_settings(tmp_path, server.port, "starttls"))
+    fails(
+        untrusted,
+        f"IMAP 127.0.0.1:{server.port}: the server's TLS certificate could not be verified "
+        "(unable to get local issuer certificate); if your own CA signed it, give that CA's "
+        "certificate in imap.ca_file",
+    )
+    assert "Traceback" not in untrusted.output
+    trusted = poll_once(imap_settings(tmp_path, server.port, "starttls", f'ca_file = "{ca}"'))
+    assert trusted.exit_code == 0, trusted.output
+    assert "Mailbox: 0 looked at" in trusted.output
+    # Relative to the settings file's folder, like every path in it.
+    (tmp_path / "ca.pem").write_bytes(ca.read_bytes())
+    relative = poll_once(imap_settings(tmp_path, server.port, "starttls", 'ca_file = "ca.pem"'))
+    assert relative.exit_code == 0, relative.output
+    fails(
+        poll_once(imap_settings(tmp_path, server.port, "starttls", 'ca_file = "none.pem"')),
+        f"imap.ca_file names {tmp_path / 'none.pem'}, which does not exist",
+    )
+
+
+def test_imap_connection_trouble_is_one_sentence(tls_dovecot, tmp_path: Path) -> None:  # noqa: ANN001
+    server, ca = tls_dovecot
+    # TLS spoken to a port that expects plain IMAP first.
+    fails(
+        poll_once(imap_settings(tmp_path, server.port, "tls", f'ca_file = "{ca}"')),
+        f"IMAP 127.0.0.1:{server.port}: the TLS handshake failed (wrong version number); "
+        "check imap.security and imap.port (993 is for tls, 143 for starttls)",
+    )
+    closed = free_port()
+    fails(
+        poll_once(imap_settings(tmp_path, closed, "none")),
+        f"IMAP 127.0.0.1:{closed}: the connection was refused "
+        "(is the IMAP server running, on that port?)",
+    )
+
+
+def test_imap_trouble_while_watching_is_logged_as_one_sentence(
+    tls_dovecot,
+    tmp_path: Path,  # noqa: ANN001
+) -> None:
+    server, _ = tls_dovecot
+    settings = imap_settings(tmp_path, server.port, "starttls")
+    log = tmp_path / "poll.err"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailcircle", "--config", str(settings), "poll"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while "could not be verified" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    [line] = [line for line in log.read_text().splitlines() if "could not be verified" in line]
+    assert line.endswith(
+        f"WARNING mailcircle.inbound.imap: IMAP 127.0.0.1:{server.port}: the server's TLS "
+        "certificate could not be verified (unable to get local issuer certificate); if your "
+        "own CA signed it, give that CA's certificate in imap.ca_file; trying again in 1 s"
+    )
+    assert "Traceback" not in log.read_text()
