@@ -736,3 +736,44 @@ def test_imap_trouble_while_watching_is_logged_as_one_sentence(
         "own CA signed it, give that CA's certificate in imap.ca_file; trying again in 1 s"
     )
     assert "Traceback" not in log.read_text()
+
+
+# --- tests that need material from outside the repository -----------------------------------
+
+
+def run_pytest(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).parents[1]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MAILCIRCLE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=root,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_clone_without_the_corpora_skips_saying_why_and_ci_fails(tmp_path: Path) -> None:
+    tests = ["tests/test_reply.py", "-k", "golden_corpus_is_there or golden_case"]
+    clone = run_pytest(*tests, MAILCIRCLE_SHARED=str(tmp_path))
+    assert clone.returncode == 0, clone.stdout
+    assert "2 skipped" in clone.stdout
+    assert f"the golden reply-trimming corpus not found under {tmp_path}" in clone.stdout
+
+    ci = run_pytest(*tests, MAILCIRCLE_SHARED=str(tmp_path), MAILCIRCLE_REQUIRE_CORPORA="1")
+    assert ci.returncode == 1, ci.stdout
+    assert "1 failed" in ci.stdout and "1 error" in ci.stdout
+    assert "MAILCIRCLE_REQUIRE_CORPORA is set, so this fails" in ci.stdout
+    # An empty corpus folder is no better than none: the test is not run zero times.
+    (tmp_path / "corpora" / "email_reply_trimmer" / "emails").mkdir(parents=True)
+    empty = run_pytest(*tests, MAILCIRCLE_SHARED=str(tmp_path), MAILCIRCLE_REQUIRE_CORPORA="1")
+    assert empty.returncode == 1 and "test_golden_case[corpus-missing]" in empty.stdout
+
+
+def test_ci_requires_the_corpora() -> None:
+    ci = (Path(__file__).parents[1] / ".ci" / "run").read_text().splitlines()
+    assert "export MAILCIRCLE_REQUIRE_CORPORA=1" in ci
+    assert ci.index("export MAILCIRCLE_REQUIRE_CORPORA=1") < next(
+        n for n, line in enumerate(ci) if ".venv/bin/pytest" in line
+    )
