@@ -159,7 +159,7 @@ def init(state: _State, path: str | None, force: bool) -> None:
 
 @main.group(cls=_Group)
 def circle() -> None:
-    """Create and list circles."""
+    """Create, list, change and remove circles."""
 
 
 @circle.command("create")
@@ -415,7 +415,7 @@ def run_due_command(state: _State, now_text: str | None) -> None:
 
 @main.group(cls=_Group, name="members")
 def members_group() -> None:
-    """Add, list and remove a circle's members."""
+    """Add, import, list, change, export, erase and remove a circle's members."""
 
 
 @members_group.command("add")
@@ -747,9 +747,11 @@ _READ_ONLY = frozenset(
 
 def _read_only_command() -> bool:
     ctx = click.get_current_context(silent=True)
-    if ctx is None:
-        return False
-    return ctx.command_path.partition(" ")[2] in _READ_ONLY
+    names: list[str] = []
+    while ctx is not None and ctx.parent is not None:  # the root's name is the program's
+        names.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(names) in _READ_ONLY
 
 
 def _shown_path(path: Path) -> str:
