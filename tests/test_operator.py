@@ -72,8 +72,18 @@ def test_without_a_settings_file_every_command_says_which_database(
         "this command only reads, so it does not create one",
     ]
     assert not (tmp_path / "mailcircle.db").exists()
-    listing = runner.invoke(main, ["inbox", "list"])
-    assert listing.exit_code == 1 and "there is no database at ./mailcircle.db" in listing.stderr
+    # The same as a process, started as `python -m mailcircle`.
+    env = {k: v for k, v in os.environ.items() if k != "MAILCIRCLE_CONFIG"}
+    listing = subprocess.run(
+        [sys.executable, "-m", "mailcircle", "inbox", "list"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listing.returncode == 1 and "there is no database at ./mailcircle.db" in listing.stderr
+    assert not (tmp_path / "mailcircle.db").exists()
     # A command that changes something creates it, and says where.
     created = runner.invoke(main, ["circle", "create", "poets@example.org", "--name", "Poets"])
     assert created.exit_code == 0
