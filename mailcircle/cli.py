@@ -920,7 +920,7 @@ def members_import(state: _State, circle_address: str, csv_file: Any, skip_bad: 
 
     def progress(done: int) -> None:
         if done % PROGRESS_EVERY == 0 and done < total:
-            click.echo(f"  checked {done} of {total} rows...", err=True)
+            click.echo(f"  {done} of {total} rows done...", err=True)
 
     result = operations.import_rows(state.db, state.clock, found, checked.rows, progress=progress)
     for line in result.existing:

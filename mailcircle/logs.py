@@ -67,4 +67,6 @@ def setup(level: str = "warning", fmt: str = "text", *, debug_libraries: bool = 
     root.setLevel(quiet)
     for name in LIBRARIES:
         logging.getLogger(name).setLevel(quiet)
-    logging.getLogger("mailcircle").setLevel(number)
+    # Only when it differs from the root's, so a default setup leaves "mailcircle" to follow
+    # whatever the root is set to later (a test's log capture, an embedding program).
+    logging.getLogger("mailcircle").setLevel(number if number < quiet else logging.NOTSET)

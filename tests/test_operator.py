@@ -312,8 +312,8 @@ def test_import_of_a_long_file_shows_progress(run, tmp_path: Path) -> None:  # n
     result = run("members", "import", "poets@example.org", str(csv))
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines() == [
-        "  checked 500 of 1200 rows...",
-        "  checked 1000 of 1200 rows...",
+        "  500 of 1200 rows done...",
+        "  1000 of 1200 rows done...",
     ]
     assert result.stdout == "Imported 1200 members into Poets; 0 were already members.\n"
 
