@@ -184,6 +184,11 @@ def test_status_shows_each_circle_and_exits_1_when_a_person_is_needed(
     assert (poets["outgoing_queued"], poets["outgoing_failed"]) == (2, 1)
     assert 3 * 3600 <= poets["oldest_queued_age_seconds"] < 4 * 3600
 
+    # A circle whose round start has passed without a round: the round is due now.
+    db.execute("UPDATE circles SET created_at = '2020-01-01T00:00:00+00:00'")
+    assert data["circles"][0]["next_round"] != "due now"
+    assert "  next round:    due now" in run("status").stdout.splitlines()
+
     db.execute("UPDATE spool SET status = 'done' WHERE status IN ('held', 'failed')")
     db.execute("UPDATE outbox SET status = 'sent'")
     assert json.loads(ok(run("status", "--json")))["ok"] is True
