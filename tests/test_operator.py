@@ -465,6 +465,7 @@ def test_erasing_an_author_blanks_their_words_and_keeps_the_database_whole(
         "  drafts, text erased: 1",
         "  inbound mails blanked: 1",
         "  outgoing mails deleted: 2",
+        "  sender records deleted: 1",
         "  member record anonymised: 1",
     ]
     assert db.execute("PRAGMA foreign_key_check").fetchall() == []
@@ -792,3 +793,35 @@ def test_ci_requires_the_corpora() -> None:
     assert ci.index("export MAILCIRCLE_REQUIRE_CORPORA=1") < next(
         n for n, line in enumerate(ci) if ".venv/bin/pytest" in line
     )
+
+
+def test_export_and_erase_cover_talk_posts(run, db, clock, history) -> None:  # noqa: ANN001
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "ann@example.net", "poets+talk@example.org", "Readings"
+    msg["Message-ID"] = "<talk-1@example.net>"
+    msg.set_content("A private thought about readings.\n")
+    [spool_id] = spool.store(
+        db,
+        clock,
+        source="smtp",
+        peer="",
+        mail_from="ann@example.net",
+        recipients=[("poets+talk@example.org", 1)],
+        raw=msg.as_bytes(),
+    )
+    assert Worker(db, clock, Composer(clock)).process(spool.get(db, spool_id)) == "done"
+    copies = db.execute("SELECT COUNT(*) FROM outbox WHERE purpose = 'talk_post'").fetchone()[0]
+    assert copies == 2  # Ben and Cid
+    data = json.loads(ok(run("members", "export", "poets@example.org", "ann@example.net")))
+    [post] = data["talk_posts"]
+    assert (post["subject"], post["body"].strip()) == (
+        "Readings",
+        "A private thought about readings.",
+    )
+    erased = ok(run("members", "erase", "poets@example.org", "ann@example.net", "--yes"))
+    assert "  talk posts, text erased: 1" in erased.splitlines()
+    assert "  talk copies of their posts deleted or blanked: 2" in erased.splitlines()
+    assert db.execute("SELECT subject, body FROM talk_posts").fetchall() == [("(erased)", "")]
+    for (raw,) in db.execute("SELECT raw FROM outbox").fetchall():
+        assert b"private thought" not in raw
+    assert db.execute("PRAGMA foreign_key_check").fetchall() == []

@@ -3,8 +3,9 @@
 What is "about them": their member row; the drafts they sent (with the text); the
 critiques they gave and the ones they received; their assignments and the tokens in them;
 join and leave confirmations sent to their address; bounces, digests and engagement answers
-recorded for them; the inbound mail in the spool that holds their words (mail they sent,
-and the mail their drafts, critiques and bounces came from); and the outgoing mail to them.
+recorded for them; their talk posts, agenda items and sender records; the inbound mail in
+the spool that holds their words (mail they sent, and the mail their drafts, critiques,
+posts and bounces came from); and the outgoing mail to them.
 
 Erasing keeps the database whole: rows other people's records point at (the member row,
 their drafts, their critiques) are anonymised in place, never left dangling; rows that only
@@ -51,6 +52,7 @@ def _spool_ids() -> str:
         " UNION SELECT c.spool_id FROM critiques c JOIN assignments a ON a.id = c.assignment_id"
         " WHERE a.reviewer_id = ?"
         " UNION SELECT spool_id FROM bounces WHERE member_id = ?"
+        " UNION SELECT spool_id FROM talk_posts WHERE member_id = ?"
     )
 
 
@@ -58,7 +60,7 @@ def export(db: Database, clock: Clock, circle: Circle, email: str, *, raw: bool)
     """Everything stored about ``email`` in ``circle``, as plain data for JSON."""
     member = _member(db, circle, email)
     mid = member.id
-    spool_params = [circle.id, member.email, mid, mid, mid]
+    spool_params = [circle.id, member.email, mid, mid, mid, mid]
     spool_columns = (
         "id, received_at, source, mail_from, rcpt_to, message_id, size, status, outcome"
         + (", raw" if raw else "")
@@ -126,6 +128,24 @@ def export(db: Database, clock: Clock, circle: Circle, email: str, *, raw: bool)
             "SELECT * FROM stranger_notices WHERE circle_id = ? AND lower(email) = ?",
             [circle.id, member.email],
         ),
+        "talk_posts": _rows(
+            db,
+            "SELECT id, subject, body, word_count, posted_at, message_id FROM talk_posts"
+            " WHERE member_id = ? ORDER BY id",
+            [mid],
+        ),
+        "engagement_agenda_items": _rows(
+            db,
+            "SELECT e.day, a.item, a.created_at FROM engagement_agenda a"
+            " JOIN engagement_days e ON e.id = a.engagement_id"
+            " WHERE e.circle_id = ? AND lower(a.added_by) = ?",
+            [circle.id, member.email],
+        ),
+        "sender_marks": _rows(
+            db,
+            "SELECT kind, value, at FROM sender_marks WHERE circle_id = ? AND lower(email) = ?",
+            [circle.id, member.email],
+        ),
         "inbound_mail": inbound,
         "outgoing_mail": outgoing,
     }
@@ -172,6 +192,29 @@ def erase(db: Database, clock: Clock, composer: Composer, circle: Circle, email:
                 f"UPDATE outbox SET raw = X'' WHERE message_id IN ({carrying})", [mid]
             ).rowcount
         )
+        # Their talk posts: the copies to others not sent now, blanked if sent; the text gone.
+        posts = "SELECT spool_id FROM talk_posts WHERE member_id = ?"
+        count["talk copies of their posts deleted or blanked"] = (
+            db.execute(
+                "DELETE FROM outbox WHERE status = 'queued' AND purpose = 'talk_post'"
+                f" AND spool_id IN ({posts})",
+                [mid],
+            ).rowcount
+            + db.execute(
+                "UPDATE outbox SET raw = X'' WHERE purpose = 'talk_post'"
+                f" AND spool_id IN ({posts})",
+                [mid],
+            ).rowcount
+        )
+        count["talk posts, text erased"] = db.execute(
+            "UPDATE talk_posts SET subject = ?, body = '', word_count = 0 WHERE member_id = ?",
+            [ERASED, mid],
+        ).rowcount
+        count["engagement agenda items, author erased"] = db.execute(
+            "UPDATE engagement_agenda SET added_by = ? WHERE lower(added_by) = ?"
+            " AND engagement_id IN (SELECT id FROM engagement_days WHERE circle_id = ?)",
+            [ERASED, member.email, circle.id],
+        ).rowcount
         # Open work on their drafts: withdrawn, not missed (nothing refers to open work
         # except a backup's backup_for).
         open_on_theirs = (
@@ -216,7 +259,7 @@ def erase(db: Database, clock: Clock, composer: Composer, circle: Circle, email:
         count["inbound mails blanked"] = db.execute(
             f"UPDATE spool SET raw = X'', size = 0, mail_from = '', error = '',"
             f" outcome = replace(outcome, ?, ?) WHERE id IN ({spool_ids})",
-            [member.email, ERASED, circle.id, member.email, mid, mid, mid],
+            [member.email, ERASED, circle.id, member.email, mid, mid, mid, mid],
         ).rowcount
         # Other mail's outcomes may name them ("... delivered to ann@example.net").
         db.execute(
@@ -237,6 +280,11 @@ def erase(db: Database, clock: Clock, composer: Composer, circle: Circle, email:
             (
                 "notices to a stranger deleted",
                 "DELETE FROM stranger_notices WHERE circle_id = ? AND lower(email) = ?",
+                [circle.id, member.email],
+            ),
+            (
+                "sender records deleted",
+                "DELETE FROM sender_marks WHERE circle_id = ? AND lower(email) = ?",
                 [circle.id, member.email],
             ),
             ("bounces deleted", "DELETE FROM bounces WHERE member_id = ?", [mid]),
