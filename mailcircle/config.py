@@ -78,6 +78,7 @@ class ImapSettings:
     processed_folder: str = ""  # empty: leave processed mail where it is, marked \Seen
     failed_folder: str = ""  # empty: leave mail that cannot be taken where it is, \Flagged
     poll_seconds: int = 60  # how often to look when the server has no IDLE
+    ca_file: Path | None = None  # extra CA certificates to trust for TLS/STARTTLS
 
     def password(self) -> str:
         """The mailbox password: from the environment or a command, read when needed."""
@@ -154,6 +155,10 @@ DOCUMENTED_KEYS: dict[str, tuple[str, str]] = {
     "imap.processed_folder": ('""', "move mail here once stored; empty: leave it, marked seen"),
     "imap.failed_folder": ('""', "move mail that cannot be taken here; empty: leave it, flagged"),
     "imap.poll_seconds": ("60", "how often to look for mail when the server has no IDLE"),
+    "imap.ca_file": (
+        '""',
+        "CA certificates (PEM) to trust for the IMAP server's TLS; empty: the system's",
+    ),
 }
 
 
@@ -260,16 +265,20 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> S
             if (ca := _take(outbound, "ca_file", "outbound.", str, ""))
             else None,
         ),
-        imap=_imap_settings(imap),
+        imap=_imap_settings(imap, base),
         source=source,
     )
 
 
-def _imap_settings(table: dict[str, Any]) -> ImapSettings:
+def _imap_settings(table: dict[str, Any], base: Path = Path(".")) -> ImapSettings:
     _check_known(table, "imap.", set(ImapSettings.__dataclass_fields__))
     defaults = ImapSettings()
     values: dict[str, Any] = {}
     for name in ImapSettings.__dataclass_fields__:
+        if name == "ca_file":  # a path, read against the settings file's folder
+            ca = _take(table, name, "imap.", str, "")
+            values[name] = base / ca if ca else None
+            continue
         kind = int if isinstance(getattr(defaults, name), int) else str
         values[name] = _take(table, name, "imap.", kind, getattr(defaults, name))
     settings = ImapSettings(**values)

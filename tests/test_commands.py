@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from conftest import CapturingRelay, Serve, draft, send
+from conftest import SHARED, CapturingRelay, Serve, corpus, draft, send
 
 from mailcircle.circle import assignments, members
 from mailcircle.db import transaction
@@ -387,14 +387,10 @@ def test_a_bounce_without_its_token_never_counts(db, clock, worker, poets) -> No
 
 @pytest.mark.parametrize(
     "path",
-    sorted(
-        (
-            Path(__file__).resolve().parents[2]
-            / "shared"
-            / "corpora"
-            / "mail_fixtures"
-            / "multipart_report_emails"
-        ).glob("*.eml")
+    corpus(
+        sorted((SHARED / "corpora" / "mail_fixtures" / "multipart_report_emails").glob("*.eml")),
+        SHARED / "corpora" / "mail_fixtures" / "multipart_report_emails",
+        "the delivery reports of the mail_fixtures corpus",
     ),
     ids=lambda p: p.name,
 )
