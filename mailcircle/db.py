@@ -268,6 +268,9 @@ def _relay(db: Database) -> None:
         DROP TABLE bounces;
         ALTER TABLE bounces_new RENAME TO bounces;
         CREATE INDEX bounces_member ON bounces (member_id, received_at);
+        -- When a mail was last handed to the relay with no answer recorded yet (a process
+        -- that stops then leaves it set, and the next one sends that mail again at once).
+        ALTER TABLE outbox ADD COLUMN handed_at TEXT;
         """
     )
 

@@ -394,8 +394,6 @@ def test_a_sent_that_cannot_be_recorded_is_recorded_before_anything_else_is_sent
     first = db["outbox"].get(ids[0])
     assert (first["status"], first["attempts"]) == ("queued", 1)  # counted before the handover
     assert first["next_attempt_at"] > clock.now().isoformat()  # and not due again at once
-    # Even a new process (a new Sender that remembers nothing) does not send it again at once.
-    assert [m.id for m in outbox.due(db, clock.now())] == ids[1:]
 
     db.execute("DROP TRIGGER full_disk")
     assert sender.deliver_due() == 2
@@ -467,3 +465,23 @@ def test_outbox_show_and_retry_put_a_failed_mail_back(db, db_path, clock, relay,
     assert run("outbox", "retry", str(ids[0])) == (
         f"Error: outgoing mail #{ids[0]} was already sent; nothing to retry\n"
     )
+
+
+def test_mail_handed_over_when_the_process_stopped_goes_again_at_once_on_restart(
+    db,
+    clock,
+    relay: CapturingRelay,  # noqa: ANN001
+) -> None:
+    """A process killed between handing a mail to the relay and recording the answer: the
+    next sender sends it again at once (at least once, with the same Message-ID), not after
+    the backoff its counted attempt set."""
+    [mail_id] = queue_mails(db, clock, 1)
+    with transaction(db):
+        outbox.claim(db, outbox.get(db, mail_id), clock.now())  # ...and then the process died
+    assert outbox.due(db, clock.now()) == []
+    transport = SMTPRelay("127.0.0.1", relay.port)
+    assert Sender(db, clock, transport).deliver_due() == 1
+    transport.close()
+    row = db["outbox"].get(mail_id)
+    assert (row["status"], row["attempts"], row["handed_at"]) == ("sent", 2, None)
+    assert len(relay.wait_for(1)) == 1

@@ -38,6 +38,7 @@ class CircleSettings:
     bounce_score_limit: int = 3  # hard bounces count 1, soft 0.5: at this score delivery pauses
     bounce_days: int = 7  # bounces older than this no longer count
     templates_dir: str = ""  # a folder whose templates replace the built-in ones of that name
+    unsubscribe_url: str = ""  # an HTTPS one-click unsubscribe endpoint you run; '' for none
 
     @property
     def zone(self) -> ZoneInfo:
@@ -68,6 +69,7 @@ HELP: dict[str, str] = {
     "bounce_score_limit": "bounce score (hard 1, soft 0.5) at which mail to a member pauses",
     "bounce_days": "bounces older than this many days no longer count",
     "templates_dir": "a folder of templates that replace the built-in ones of the same name",
+    "unsubscribe_url": "HTTPS URL of your own one-click unsubscribe endpoint ({address}: who)",
 }
 
 
@@ -96,6 +98,8 @@ def parse_value(key: str, text: str) -> Any:
         return value.lower()
     if key == "templates_dir" and value and not Path(value).is_dir():
         raise MailcircleError(f"templates_dir {value!r} is not a folder")
+    if key == "unsubscribe_url" and value and not value.lower().startswith("https://"):
+        raise MailcircleError(f"unsubscribe_url must be an https:// URL, not {text!r}")
     if key == "address_separator" and value not in ("+", "-"):
         raise MailcircleError(f"address_separator must be + or -, not {text!r}")
     if key in ("round_time", "digest_time"):

@@ -266,9 +266,20 @@ class Sender:
         self.db, self.clock, self.transport = db, clock, transport
         self.on_refused = on_refused
         self.unrecorded: dict[int, datetime] = {}  # mail id -> when the relay took it
+        self._started = False
 
     def deliver_due(self, limit: int = 100) -> int:
         """Send what is due now; returns how many mails were tried."""
+        if not self._started:
+            with transaction(self.db):
+                released = outbox.release_unanswered(self.db, self.clock.now())
+            if released:
+                log.info(
+                    "%d outgoing mail(s) were being handed over when the last run stopped;"
+                    " sending them again",
+                    released,
+                )
+            self._started = True
         self._record_unrecorded()
         mails = outbox.due(self.db, self.clock.now(), limit)
         for mail in mails:

@@ -122,16 +122,28 @@ def claim(db: Database, mail: Outgoing, now: datetime) -> Outgoing:
     recorded, the process dies), the mail is not handed over again before that time."""
     attempts = mail.attempts + 1
     db.execute(
-        "UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE id = ?",
-        [attempts, iso(now + backoff(attempts)), mail.id],
+        "UPDATE outbox SET attempts = ?, next_attempt_at = ?, handed_at = ? WHERE id = ?",
+        [attempts, iso(now + backoff(attempts)), iso(now), mail.id],
     )
     return replace(mail, attempts=attempts)
+
+
+def release_unanswered(db: Database, now: datetime) -> int:
+    """Mail a stopped process handed to the relay without recording the answer is due again
+    now (at least once: if the relay had taken it, it goes again with the same Message-ID).
+    Call once when a sender starts; returns how many."""
+    cursor = db.execute(
+        "UPDATE outbox SET next_attempt_at = ?, handed_at = NULL"
+        " WHERE status = ? AND handed_at IS NOT NULL",
+        [iso(now), QUEUED],
+    )
+    return cursor.rowcount
 
 
 def mark_sent(db: Database, mail_id: int, now: datetime) -> None:
     """The relay took the mail (its attempt was counted by ``claim``)."""
     db.execute(
-        "UPDATE outbox SET status = ?, sent_at = ?, last_error = '' WHERE id = ?",
+        "UPDATE outbox SET status = ?, sent_at = ?, last_error = '', handed_at = NULL WHERE id = ?",
         [SENT, iso(now), mail_id],
     )
 
@@ -141,7 +153,8 @@ def mark_failed_attempt(db: Database, mail: Outgoing, error: str, *, permanent: 
     time ``claim`` set, or failed: permanently refused, or out of attempts)."""
     status = FAILED if permanent or mail.attempts >= MAX_ATTEMPTS else QUEUED
     db.execute(
-        "UPDATE outbox SET status = ?, last_error = ? WHERE id = ?", [status, error, mail.id]
+        "UPDATE outbox SET status = ?, last_error = ?, handed_at = NULL WHERE id = ?",
+        [status, error, mail.id],
     )
     return status
 
