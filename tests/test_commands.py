@@ -411,3 +411,36 @@ def test_real_delivery_reports_to_the_verp_address_are_recorded(
     assert kind in ("hard", "soft", "mailbox_full")
     assert status == "" or status[0] in "45"
     assert sent(db) == []
+
+
+def test_unsubscribe_button_from_a_verified_member_leaves_at_once(
+    db,
+    clock,
+    worker,
+    poets,
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    """List-Unsubscribe's mailto (subject "unsubscribe") from the member's own address
+    completes without a confirmation, but only when the sender is verified."""
+    from mailcircle.inbound import commands
+
+    button = mail("ben@example.net", "poets+leave@example.org", "unsubscribe", "Sent by Gmail.")
+    deliver(db, clock, worker, button, "poets+leave@example.org")
+    [confirm] = sent(db)  # not verified: confirmed from the mailbox first, as always
+    assert confirm["Subject"] == "Confirm that you want to leave Poets"
+    assert members.find(db, poets, "ben@example.net").status == "active"
+
+    # The sender-verification step marks the job verified (job.verified); stand in for it.
+    monkeypatch.setattr(commands, "sender_verified", lambda job: True)
+    typed = mail("ben@example.net", "poets+leave@example.org", "please let me go", "Bye")
+    deliver(db, clock, worker, typed, "poets+leave@example.org")
+    assert sent(db)[-1]["Subject"] == "Confirm that you want to leave Poets"  # not the button
+    button_again = mail("ben@example.net", "poets+leave@example.org", "Unsubscribe", "x")
+    assert deliver(db, clock, worker, button_again, "poets+leave@example.org") == "done"
+    [(outcome,)] = db.execute("SELECT outcome FROM spool ORDER BY id DESC LIMIT 1").fetchall()
+    assert outcome == (
+        "ben@example.net unsubscribed with their mail client and left; "
+        "0 open assignment(s) passed on"
+    )
+    assert members.find(db, poets, "ben@example.net") is None
+    assert sent(db)[-1]["Subject"] == "You have left Poets"

@@ -65,6 +65,20 @@ def _first_word(mail: Mail) -> str:
     return words[0].strip(".,!") if words else ""
 
 
+def is_unsubscribe(mail: Mail) -> bool:
+    """A mail sent by a client's unsubscribe button: the subject List-Unsubscribe's mailto
+    gives (``?subject=unsubscribe``), whatever the client writes in the body."""
+    subject = re.sub(r"^\s*((re|aw|sv|fwd?)\s*:\s*)+", "", mail.subject, flags=re.I)
+    return subject.strip().lower() == compose.UNSUBSCRIBE_SUBJECT
+
+
+def sender_verified(job: Job) -> bool:
+    """Whether the mail's sender is proven to own its From: address (an aligned DKIM
+    signature, or Authentication-Results from a trusted server): the sender-verification
+    step records that as ``job.verified``. A job without it is not verified."""
+    return getattr(job, "verified", False) is True
+
+
 class Commands:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -154,8 +168,16 @@ class Commands:
 
     def leave(self, job: Job) -> str:
         member = self._member(job)
-        circle = job.circle
-        assert circle is not None
+        circle, route, mail = job.circle, job.route, job.mail
+        assert circle is not None and route is not None and mail is not None
+        if route.action == LEAVE and is_unsubscribe(mail) and sender_verified(job):
+            # A mail client's unsubscribe button (List-Unsubscribe's mailto) from the
+            # member's own, proven address: nothing to confirm.
+            passed = self._farewell(job, circle, member.email)
+            return (
+                f"{member.email} unsubscribed with their mail client and left; "
+                f"{passed} open assignment(s) passed on"
+            )
         token = self._confirmation(circle, member.email, member.name, LEAVE)
         confirm = circle.action_address(CONFIRM, token)
         self._answer(
@@ -219,6 +241,11 @@ class Commands:
                 ),
             )
             return f"{email} confirmed and joined"
+        passed = self._farewell(job, circle, email)
+        return f"{email} confirmed and left; {passed} open assignment(s) passed on"
+
+    def _farewell(self, job: Job, circle: Circle, email: str) -> int:
+        """The member leaves and gets a goodbye; returns how much open work passed on."""
         member = members.remove(self.db, self.clock, circle, email)
         passed = assignments.pass_on(self.db, self.clock, self.composer, circle, member)
         self._answer(
@@ -230,7 +257,7 @@ class Commands:
                 join_address=circle.action_address(JOIN),
             ),
         )
-        return f"{email} confirmed and left; {passed} open assignment(s) passed on"
+        return passed
 
     def pause(self, job: Job) -> str:
         member = self._member(job)
