@@ -51,7 +51,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         yield Chain(postfix, serve)
     finally:
         serve.stop()
-        print(postfix.log()[-6000:])
         postfix.cleanup()
 
 
