@@ -105,7 +105,7 @@ class Postfix:
         for folder in (self.data, self.maildirs):
             folder.mkdir()
             os.chown(folder, owner.pw_uid, owner.pw_gid)
-        mailboxes = ", ".join(f"{m}@{MEMBER_DOMAIN}={MEMBER_DOMAIN}/{m}/" for m in members)
+        self.members = list(members)
         existing = f"""\
 # --- this instance, and an operator's existing setup: members' mail in maildirs ---
 compatibility_level = 3.6
@@ -129,7 +129,7 @@ maillog_file = {self.maillog}
 maillog_file_prefixes = {self.root}
 virtual_mailbox_domains = {MEMBER_DOMAIN}
 virtual_mailbox_base = {self.maildirs}
-virtual_mailbox_maps = inline:{{ {mailboxes} }}
+{self._mailboxes()}
 virtual_uid_maps = static:{owner.pw_uid}
 virtual_gid_maps = static:{owner.pw_gid}
 virtual_minimum_uid = 1
@@ -141,6 +141,19 @@ virtual_minimum_uid = 1
         (self.config / "master.cf").write_text(
             MASTER_CF.format(smtpd_listen=f"127.0.0.1:{self.port}")
         )
+
+    def _mailboxes(self) -> str:
+        pairs = ", ".join(f"{m}@{MEMBER_DOMAIN}={MEMBER_DOMAIN}/{m}/" for m in self.members)
+        return f"virtual_mailbox_maps = inline:{{ {pairs} }}"
+
+    def add_mailbox(self, member: str) -> None:
+        """Give a member a mailbox and `postfix reload`, as an operator would: connections
+        open before the reload keep talking to an smtpd with the old table."""
+        main_cf = self.config / "main.cf"
+        before = self._mailboxes()
+        self.members.append(member)
+        main_cf.write_text(main_cf.read_text().replace(before, self._mailboxes()))
+        self._postfix("reload")
 
     def _postfix(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run(

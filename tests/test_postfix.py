@@ -11,6 +11,7 @@ from __future__ import annotations
 import email
 import email.policy
 import smtplib
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -107,3 +108,51 @@ def test_an_unknown_circle_gets_550_and_a_new_circle_is_accepted_at_once(chain: 
             assert code == 550, reply  # never a 450 that would leave senders retrying
         assert time.monotonic() < deadline, f"prose@ still refused after {tries} tries"
         time.sleep(0.5)
+
+
+def test_after_postfix_reload_the_kept_connection_is_not_believed(chain: Chain) -> None:
+    """The issue's case: mail to a mailbox added by `postfix reload` went out over the
+    connection kept from before, whose smtpd still had the old table and said 550. mailcircle
+    tries a fresh connection before believing it: the member gets their mail, no bounce."""
+    carol = f"carol@{MEMBER_DOMAIN}"
+    chain.serve.cli("members", "add", CIRCLE, carol, "--name", "Carol")
+    had = len(chain.postfix.maildir_files("ann"))
+    ask_for_help(chain, ANN)
+    chain.postfix.wait_for_mail("ann", had + 1)  # the sender's connection is open now...
+    chain.postfix.add_mailbox("carol")  # ...and outlives this reload
+    ask_for_help(chain, carol)
+    [answer] = chain.postfix.wait_for_mail("carol")
+    assert b"help" in answer.lower()
+    # The kept connection's smtpd refused Carol with its old table; the fresh one took her.
+    assert f"<{carol}>: Recipient address rejected: User unknown" in chain.postfix.log()
+    assert bounces(chain, carol) == 0
+    assert carol not in chain.serve.cli("outbox", "list", "--status", "failed")
+
+
+def test_a_members_address_the_relay_refuses_is_a_bounce(chain: Chain) -> None:
+    dave = f"dave@{MEMBER_DOMAIN}"  # a member whose mailbox Postfix does not know
+    chain.serve.cli("members", "add", CIRCLE, dave, "--name", "Dave")
+    ask_for_help(chain, dave)
+    deadline = time.monotonic() + 30
+    while bounces(chain, dave) == 0:
+        assert time.monotonic() < deadline, chain.serve.cli("outbox", "list")
+        time.sleep(0.2)
+    failed = chain.serve.cli("outbox", "list", "--status", "failed")
+    assert dave in failed and "550 5.1.1" in failed
+
+
+def ask_for_help(chain: Chain, sender: str) -> None:
+    to = f"poets+help@{CIRCLE_DOMAIN}"
+    raw = draft(sender=sender, to=to, subject="help", message_id=None)
+    with smtplib.SMTP("127.0.0.1", chain.postfix.port, timeout=30) as client:
+        assert client.sendmail(sender, [to], raw) == {}
+
+
+def bounces(chain: Chain, email_address: str) -> int:
+    with sqlite3.connect(chain.serve.config.parent / "circle.db") as conn:
+        (count,) = conn.execute(
+            "SELECT COUNT(*) FROM bounces JOIN members ON members.id = bounces.member_id"
+            " WHERE members.email = ?",
+            [email_address],
+        ).fetchone()
+    return int(count)
