@@ -485,3 +485,20 @@ def test_mail_handed_over_when_the_process_stopped_goes_again_at_once_on_restart
     row = db["outbox"].get(mail_id)
     assert (row["status"], row["attempts"], row["handed_at"]) == ("sent", 2, None)
     assert len(relay.wait_for(1)) == 1
+
+
+def test_a_421_is_tried_on_a_fresh_connection_then_retried_later(db, clock, changing) -> None:  # noqa: ANN001
+    ids = queue_mails(db, clock, 2)
+    transport = SMTPRelay("127.0.0.1", changing.port)
+    deliver_due(db, clock, transport, limit=1)
+    changing.refuse_with = "421 4.3.2 Service shutting down"
+    deliver_due(db, clock, transport)
+    row = db["outbox"].get(ids[1])
+    assert (row["status"], row["attempts"]) == ("queued", 1)  # temporary: backoff as ever
+    assert row["last_error"] == "the relay answered 421 4.3.2 Service shutting down"
+    assert len(changing.ehlo_names) == 2  # the kept connection, then a fresh one
+    changing.refuse_with = None
+    clock.advance(minutes=1)
+    deliver_due(db, clock, transport)
+    transport.close()
+    assert db["outbox"].get(ids[1])["status"] == "sent"

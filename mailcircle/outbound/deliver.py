@@ -102,8 +102,8 @@ class SMTPRelay:
     def ehlo_name(self, mail_from: str) -> str:
         """outbound.helo_name, else the envelope sender's domain (the circle's), which a relay
         that wants a fully qualified name accepts, unlike a bare host name."""
-        domain = mail_from.rpartition("@")[2].strip().strip("[]")
-        return self.helo_name or domain or socket.getfqdn()
+        _, at, domain = mail_from.rpartition("@")
+        return self.helo_name or (domain.strip() if at else "") or socket.getfqdn()
 
     def _connect(self, mail_from: str) -> smtplib.SMTP:
         conn = smtplib.SMTP(
