@@ -377,12 +377,12 @@ def test_bounces_add_up_until_delivery_pauses_and_moderators_are_told(
     assert sent(db)[-1]["To"] == "ben@example.net"
 
 
-def test_a_bounce_without_its_token_is_read_by_mailmans_detectors(db, clock, worker, poets) -> None:  # noqa: ANN001
+def test_a_bounce_without_its_token_never_counts(db, clock, worker, poets) -> None:  # noqa: ANN001
+    """Anyone can write a delivery report naming a member: only the VERP token is proof."""
     raw = DSN.format(token="", status="5.1.1").replace("poets+bounce-@", "poets@")
     raw = raw.replace("\n", "\r\n").encode()
-    assert deliver(db, clock, worker, raw, "poets@example.org", mail_from="") == "done"
-    ben = members.find(db, poets, "ben@example.net")
-    assert db.execute("SELECT member_id, kind FROM bounces").fetchall() == [(ben.id, "hard")]
+    assert deliver(db, clock, worker, raw, "poets@example.org", mail_from="") == "ignored"
+    assert db.execute("SELECT member_id, kind FROM bounces").fetchall() == []
 
 
 @pytest.mark.parametrize(
@@ -413,34 +413,38 @@ def test_real_delivery_reports_to_the_verp_address_are_recorded(
     assert sent(db) == []
 
 
-def test_unsubscribe_button_from_a_verified_member_leaves_at_once(
-    db,
-    clock,
-    worker,
-    poets,
-    monkeypatch,  # noqa: ANN001
-) -> None:
-    """List-Unsubscribe's mailto (subject "unsubscribe") from the member's own address
-    completes without a confirmation, but only when the sender is verified."""
-    from mailcircle.inbound import commands
+def test_unsubscribe_button_from_a_verified_member_leaves_at_once(db, clock, poets) -> None:  # noqa: ANN001
+    """List-Unsubscribe's mailto (+leave, subject "unsubscribe") completes without a
+    confirmation, but only when the sender is proven (here: a trusted server's
+    Authentication-Results); a forged verdict changes nothing."""
+    from mailcircle.inbound.verify import SenderCheck
 
-    button = mail("ben@example.net", "poets+leave@example.org", "unsubscribe", "Sent by Gmail.")
-    deliver(db, clock, worker, button, "poets+leave@example.org")
-    [confirm] = sent(db)  # not verified: confirmed from the mailbox first, as always
+    checked = Worker(db, clock, Composer(clock), sender_check=SenderCheck(["mx.example.org"]))
+    leave = "poets+leave@example.org"
+    forged = "Authentication_Results"
+    button = mail(
+        "ben@example.net",
+        leave,
+        "unsubscribe",
+        "Sent by Gmail.",
+        **{forged: ("mx.attacker.example; dmarc=pass header.from=example.net")},
+    )
+    deliver(db, clock, checked, button, leave)
+    [confirm] = sent(db)  # not proven: confirmed from the mailbox first, as always
     assert confirm["Subject"] == "Confirm that you want to leave Poets"
     assert members.find(db, poets, "ben@example.net").status == "active"
 
-    # The sender-verification step marks the job verified (job.verified); stand in for it.
-    monkeypatch.setattr(commands, "sender_verified", lambda job: True)
-    typed = mail("ben@example.net", "poets+leave@example.org", "please let me go", "Bye")
-    deliver(db, clock, worker, typed, "poets+leave@example.org")
-    assert sent(db)[-1]["Subject"] == "Confirm that you want to leave Poets"  # not the button
-    button_again = mail("ben@example.net", "poets+leave@example.org", "Unsubscribe", "x")
-    assert deliver(db, clock, worker, button_again, "poets+leave@example.org") == "done"
-    [(outcome,)] = db.execute("SELECT outcome FROM spool ORDER BY id DESC LIMIT 1").fetchall()
-    assert outcome == (
-        "ben@example.net unsubscribed with their mail client and left; "
-        "0 open assignment(s) passed on"
+    proven = mail(
+        "ben@example.net",
+        leave,
+        "unsubscribe",
+        "x",
+        **{
+            forged: (
+                "mx.example.org; dkim=pass header.d=example.net; dmarc=pass header.from=example.net"
+            )
+        },
     )
+    assert deliver(db, clock, checked, proven, leave) == "done"
     assert members.find(db, poets, "ben@example.net") is None
     assert sent(db)[-1]["Subject"] == "You have left Poets"
