@@ -624,8 +624,8 @@ class Composer:
         return msg
 
 
-# The subject of the mail List-Unsubscribe's mailto asks a client to send; a +leave with it
-# from a verified member completes at once (inbound/commands.py).
+# The subject List-Unsubscribe's mailto asks a mail client to send (the +leave address acts
+# on the address, whatever the subject: at once for a verified member, else confirmed).
 UNSUBSCRIBE_SUBJECT = "unsubscribe"
 
 # RFC 2047: an encoded word is at most 75 characters. Words carry at most 36 bytes of UTF-8
