@@ -628,6 +628,53 @@ def outbox_list(state: _State, status: str | None, limit: int) -> None:
     )
 
 
+@outbox_group.command("show")
+@click.argument("mail_id", metavar="ID", type=int)
+@pass_state
+def outbox_show(state: _State, mail_id: int) -> None:
+    """Show one outgoing mail: envelope, status, attempts, the last error and its headers."""
+    row = outbox.details(state.db, mail_id)
+    for label, value in (
+        ("ID", row["id"]),
+        ("Created", row["created_at"]),
+        ("Purpose", row["purpose"]),
+        ("Envelope from", row["mail_from"] or "<>"),
+        ("Envelope to", row["rcpt_to"]),
+        ("Status", row["status"]),
+        ("Attempts", row["attempts"]),
+        ("Next attempt", row["next_attempt_at"] if row["status"] == outbox.QUEUED else ""),
+        ("Sent", row["sent_at"] or ""),
+    ):
+        click.echo(f"{label + ':':15}{value}")
+    if row["last_error"]:
+        click.echo(f"{'Last error:':15}{row['last_error']}")
+    click.echo("\nHeaders:")
+    for name, value in row["headers"]:
+        click.echo(f"{name}: {value}")
+
+
+@outbox_group.command("retry")
+@click.argument("mail_id", metavar="ID", type=int, required=False)
+@click.option("--failed", "all_failed", is_flag=True, help="Every mail that failed for good.")
+@pass_state
+def outbox_retry(state: _State, mail_id: int | None, all_failed: bool) -> None:
+    """Send a failed mail again (or a queued one now); the running service sends it."""
+    from mailcircle.db import transaction
+
+    if (mail_id is None) == (not all_failed):
+        raise click.UsageError("give one outgoing mail's ID, or --failed")
+    with transaction(state.db):
+        if all_failed:
+            ids = outbox.retry_failed(state.db, state.clock.now())
+        else:
+            ids = [outbox.retry(state.db, mail_id or 0, state.clock.now()).id]
+    if not ids:
+        click.echo("No failed outgoing mail.")
+        return
+    listed = ", ".join(f"#{i}" for i in ids)
+    click.echo(f"Outgoing {listed} {'is' if len(ids) == 1 else 'are'} queued to be sent now.")
+
+
 # --- serve --------------------------------------------------------------------------------
 
 
@@ -739,7 +786,7 @@ def poll(state: _State, once: bool, log_level: str) -> None:
     from mailcircle.inbound.verify import SenderCheck
     from mailcircle.outbound.compose import Composer
     from mailcircle.outbound.deliver import deliver_due, transport_for
-    from mailcircle.service import Service
+    from mailcircle.service import Service, bounce_recorder
 
     _setup_logging(state, log_level)
     settings = state.settings
@@ -783,8 +830,9 @@ def poll(state: _State, once: bool, log_level: str) -> None:
         click.echo(f"  processed {processed} mails...")
     transport = transport_for(settings.outbound)
     tried = 0
+    on_refused = bounce_recorder(state.clock, Composer(state.clock))
     try:
-        while batch := deliver_due(state.db, state.clock, transport):
+        while batch := deliver_due(state.db, state.clock, transport, on_refused=on_refused):
             tried += batch
     finally:
         transport.close()
