@@ -12,84 +12,31 @@ and decisions are made on the string of kinds, which reads like the shape of the
 critique, ``tthhhhett`` an Outlook reply. Nothing is destroyed: what is cut is returned
 as ``elided``, and ``segments`` pair each quoted passage with the words that answer it.
 
+When the text of the mail being answered is known (``ours``: the circle sent it), that
+comes first: every line of it, quoted or not, re-wrapped or not, is ours and never the
+reviewer's words (see ``reply_ours.py``); only the lines of the ``draft`` a comment answers
+stay beside it.
+
+Linear time: the patterns below read at most ``READ`` characters of a line (an attribution,
+a header or a tagline is never longer), and the shape is read by plain scans, never by a
+pattern that could backtrack; a hypothesis property in tests/test_reply_properties.py
+holds this on lines of up to 100,000 characters.
+
 mailcircle's rules were written against the golden corpus in
-../shared/corpora/email_reply_trimmer; the deliberate differences are listed as waivers
-in tests/test_reply.py.
+../shared/corpora/email_reply_trimmer and our own cases in tests/replies/.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mailcircle.inbound import reply_patterns as patterns
+from mailcircle.inbound.reply_ours import Known
+
 SIGNATURE_LINES = 8  # a rule line followed by at most this many lines of text: a signature
-
-# "On <date>, <someone> wrote:" and its kin, in many languages (whole line).
-_ATTRIBUTIONS = [
-    r"(on|at)\s.+\s(wrote|writes|says|said)",
-    r"in message\s.+\swrites",
-    r"le\s.+\s(a\s+écrit|nous\sa\sdit)",
-    r"am\s.+\s(geschrieben|schrieb(en\ssie)?\b.*)",
-    r"il\s.+\sha\sscritto",
-    r"(dnia|dňa)\s.+\snapisał(\(a\))?",
-    r"em\s.+\sescreveu",
-    r"el\s.+\sescribió",
-    r"op\s.+\s(het\svolgende\sgeschreven|schreef.*)",
-    r"den\s.+\sskrev\s.+",
-    r"søn\.\s.+\sskrev\s.+",
-    r"在.+写道",
-    r".+\bwrote\b\s+\bon\b.+",  # Ann <ann@x> wrote on Tue, ...
-    r".+\bschrieb\b\s+\bam\b.+",
-    r".+\svia\s.+\s(wrote|schrieb)",
-    r".+\b[\w.+-]+@[\w.-]+\.\w{2,}\b.+wrote",
-    r"\d{4}.{1,80}\s?<[^@<>]+@[^@<>.]+\.[^@<>]+>",  # 2015-10-18 0:17 GMT+03:00 Ann <a@x>:
-    r"20\d\d-\d\d-\d\d \d\d:\d\d GMT\+\d\d:\d\d [\w \t]+",
-    r".*\d{4}.{1,80}(пользователь).{0,80}написал",
-    r".*\d{4}.{1,80}(napisał\(a\)|пише)",
-    r"posted by .+ on \d{2}/\d{2}/\d{4}",
-    r"begin forwarded message",
-    r"début du message transféré ?",
-    r"\**-{2,}\s*(forwarded|original|reply) message\s*-{2,}\**",
-    r"\**-{2,}\s*(message transféré|ursprüngliche nachricht|mensaje original|原始邮件)\s*-{2,}\**",
-]
-_ATTRIBUTION = re.compile(rf"^[ \t<>*-]*(?:{'|'.join(_ATTRIBUTIONS)})[ \t.:>*-]*$", re.IGNORECASE)
-# The first line of an attribution a client wrapped over two or three lines.
-_ATTRIBUTION_START = re.compile(
-    r"^[ \t<>-]*(on|le|am|il|dnia|em|el|op|den|at)\s.*$|^.*\d{4}.*$", re.IGNORECASE
-)
-
-_HEADER_NAMES_WITH_DATE = (
-    "sendt|sent|date|le|gesendet|enviada em|enviado|fecha|data|datum|skickat|发送时间"
-)
-_HEADER_NAMES = (
-    "fra|til|emne|from|to|cc|reply-to|subject|de|expéditeur|à|destinataire|répondre à|objet"
-    "|von|an|betreff|para|assunto|asunto|da|risposta|a|oggetto|van|beantwoorden - aan|aan"
-    "|onderwerp|från|till|ämne|发件人|收件人|主题"
-)
-_HEADER = re.compile(
-    rf"^[ \t*]*(?:(?:{_HEADER_NAMES_WITH_DATE})[ \t*]*:.*\d|(?:{_HEADER_NAMES})[ \t*]*:.*\w)",
-    re.IGNORECASE,
-)
-_DELIMITER = re.compile(r"^[ \t]*[-_,=+~#*ᐧ—]+[ \t]*$")
-_TAGLINES = [
-    r"從我的 iphone 傳送",
-    r"\w+ from mobile",
-    r"[(<]*sent (from|via|with|by) .+",
-    r"from my .{1,20}",
-    r"get outlook for ",
-    r"envoyé depuis (mon|yahoo mail)",
-    r"von meinem .+ gesendet",
-    r"diese nachricht wurde von .+ gesendet",
-    r"inviato da ",
-    r"sendt fra min ",
-    r"enviado do meu ",
-    r"enviado desde mi ",
-    r"verzonden met ",
-    r"verstuurd vanaf mijn ",
-    r"från min ",
-]
-_TAGLINE = re.compile(rf"^[ \t]*(?:{'|'.join(_TAGLINES)})", re.IGNORECASE)
-_MARKDOWN_LINK = re.compile(r"\[([^\]]+)\]\([^)]+\)")
+READ = patterns.READ
 
 
 @dataclass(frozen=True)
@@ -105,48 +52,59 @@ class Trimmed:
     segments: tuple[Segment, ...]
 
 
-_QUOTE = re.compile(r"^[ \t]*[A-Za-z]{0,10}>")  # "> ", and Usenet's "Ann> "
-_SIGNATURE_SEPARATOR = re.compile(r"^--[ \t]?$")
-_FENCE = re.compile(r"^[ \t]*(```|~~~)")
-
-
 def kind_of(line: str) -> str:
     """The kind of one line (see the module's docstring); ``S`` is the "-- " separator."""
     line = line.replace("\xa0", " ")
-    if not line.strip():
+    stripped = line.strip()
+    if not stripped:
         return "e"
-    if _SIGNATURE_SEPARATOR.match(line):
+    if patterns.SIGNATURE_SEPARATOR.match(line):
         return "S"
-    if _DELIMITER.match(line):
+    if patterns.DELIMITER.match(line):
         return "d"
-    if _TAGLINE.match(_MARKDOWN_LINK.sub(r"\1", line)):
-        return "s"
-    if _ATTRIBUTION.match(line):
-        return "b"
-    if _HEADER.match(line):
-        return "h"
-    if _QUOTE.match(line):
+    if len(stripped) <= READ:
+        if patterns.is_tagline(stripped):
+            return "s"
+        if patterns.is_attribution(line):
+            return "b"
+        if patterns.HEADER.match(line):
+            return "h"
+    if patterns.QUOTE.match(line):
         return "q"
     return "t"
 
 
 def _join_wrapped_attributions(lines: list[str]) -> list[str]:
-    """Join an attribution a mail client wrapped over several lines (up to six)."""
+    """Join an attribution a mail client wrapped over several lines (up to six), and part
+    an attribution from the words a reviewer wrote before it on the same line."""
     out: list[str] = []
     index = 0
     while index < len(lines):
         line = lines[index]
         taken = 1
-        if kind_of(line) == "t" and _ATTRIBUTION_START.match(line):
-            parts = [line.strip()]
-            for span, more in enumerate(lines[index + 1 : index + 6], start=2):
-                if kind_of(more) == "b":
-                    break  # the next line is an attribution of its own
-                parts.append(re.sub(r"^[\s>-]*", "", more).strip())
-                joined = " ".join(p for p in parts if p)
-                if _ATTRIBUTION.match(joined.replace("\xa0", " ")):
-                    line, taken = joined, span
-                    break
+        kind = kind_of(line)
+        if kind == "t" and len(line) <= READ:
+            before, start = patterns.attribution_start(line)
+            if start:
+                parts = [start.strip()]
+                for span, more in enumerate(lines[index + 1 : index + 6], start=2):
+                    if len(more) > READ:
+                        break
+                    said = " ".join(parts).rstrip()
+                    if kind_of(more) == "b" and said.endswith((".", "!", "?")):
+                        break  # a sentence, then an attribution of its own
+                    parts.append(patterns.LEADING_MARKS.sub("", more).strip())
+                    joined = " ".join(p for p in parts if p)
+                    if patterns.is_attribution(joined):
+                        out.extend([before.rstrip()] if before.strip() else [])
+                        line, taken = joined, span
+                        break
+                    if kind_of(more) == "b":
+                        break  # the next line is an attribution of its own
+                else:
+                    if before.strip() and patterns.is_attribution(start):
+                        out.append(before.rstrip())
+                        line = start
         out.append(line)
         index += taken
     return out
@@ -157,88 +115,252 @@ def _kinds(lines: list[str]) -> list[str]:
     kinds = []
     in_code = False
     for line in lines:
-        if _FENCE.match(line):
+        if patterns.FENCE.match(line):
             in_code = not in_code
             kinds.append("t")
         else:
             kinds.append("t" if in_code and line.strip() else kind_of(line))
+    _late_taglines(kinds)
+    _rewrapped_quotes(lines, kinds)
     return kinds
 
 
-def trim_reply(text: str) -> Trimmed:
-    lines = _join_wrapped_attributions(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+def _late_taglines(kinds: list[str]) -> None:
+    """A tagline counts only at the end of the words it signs: at most two lines of text
+    (a name) before the next old mail, rule or end; elsewhere it is the reviewer's text."""
+    texts_after = 0
+    for at in range(len(kinds) - 1, -1, -1):
+        kind = kinds[at]
+        if kind in "bhqSd":
+            texts_after = 0
+        elif kind == "t":
+            texts_after += 1
+        elif kind == "s" and texts_after > 2:
+            kinds[at] = "t"
+
+
+def _rewrapped_quotes(lines: list[str], kinds: list[str]) -> None:
+    """One unquoted line squeezed between two quoted lines, right under a long one, is the
+    tail of a quoted line a client re-wrapped without its ">", not an inline comment."""
+    for at in range(1, len(kinds) - 1):
+        if (
+            kinds[at] == "t"
+            and kinds[at - 1] == "q"
+            and kinds[at + 1] == "q"
+            and len(lines[at - 1]) >= 60
+            and patterns.quote_depth(lines[at + 1]) > 0
+        ):
+            kinds[at] = "q"
+
+
+class _Lines:
+    """The lines still standing, their kinds, where each stood, and what was cut."""
+
+    def __init__(self, lines: list[str], kinds: list[str]) -> None:
+        self.lines = lines
+        self.kinds = kinds
+        self.origin = list(range(len(lines)))
+        self.elided: list[tuple[int, str]] = []
+
+    @property
+    def shape(self) -> str:
+        return "".join(self.kinds)
+
+    def cut(self, at: int) -> None:
+        """Everything from ``at`` on goes."""
+        self.elided.extend(zip(self.origin[at:], self.lines[at:], strict=True))
+        del self.lines[at:], self.kinds[at:], self.origin[at:]
+
+    def keep(self, wanted: list[bool]) -> None:
+        """Only the lines ``wanted`` stay (one pass, whatever the number dropped)."""
+        lines, kinds, origin = [], [], []
+        for keep, line, kind, where in zip(
+            wanted, self.lines, self.kinds, self.origin, strict=True
+        ):
+            if keep:
+                lines.append(line)
+                kinds.append(kind)
+                origin.append(where)
+            else:
+                self.elided.append((where, line))
+        self.lines, self.kinds, self.origin = lines, kinds, origin
+
+
+def trim_reply(text: str, *, ours: Iterable[str] = (), draft: str = "") -> Trimmed:
+    """The reviewer's words in a reply. ``ours``: texts of mail the circle sent that the
+    reply may quote; ``draft``: the part of them a comment may answer (kept beside it)."""
+    raw_lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    known = Known(tuple(ours), draft) if ours or draft else None
+    lines = _join_wrapped_attributions(raw_lines)
     kinds = _kinds(lines)
-    origin = list(range(len(lines)))  # where each remaining line stood, to keep cut text in order
-    elided: list[tuple[int, str]] = []
+    state = _Lines(lines, kinds)
+    if known is not None:
+        _mark_ours(state, known)
+    _trim(state)
+    text = "\n".join(line.rstrip() for line in state.lines).strip()
+    return Trimmed(
+        text=text,
+        elided="\n".join(line for _, line in sorted(state.elided)).strip("\n"),
+        segments=_segments(state.lines, state.kinds),
+    )
 
-    def cut(at: int) -> None:
-        nonlocal lines, kinds, origin
-        elided.extend(zip(origin[at:], lines[at:], strict=True))
-        lines, kinds, origin = lines[:at], kinds[:at], origin[:at]
 
-    def drop(at: int) -> None:
-        elided.append((origin[at], lines[at]))
-        del lines[at], kinds[at], origin[at]
+def _mark_ours(state: _Lines, known: Known) -> None:
+    """Our own lines go; a paragraph of the draft right above a comment stays, as a quote."""
+    mine = known.ours_lines(state.lines)
+    answerable = known.draft_lines(state.lines)
+    kinds = state.kinds
+    count = len(kinds)
+    # A quoted blank line next to our text is ours too.
+    for at in range(count):
+        if not mine[at] and kinds[at] == "q" and not patterns.unquote(state.lines[at]).strip():
+            near = (at > 0 and mine[at - 1]) or (at + 1 < count and mine[at + 1])
+            mine[at] = bool(near)
+    for at in range(count - 1, 0, -1):  # spread the blank quoted lines' ownership upwards
+        if mine[at] and not mine[at - 1] and kinds[at - 1] == "q":
+            mine[at - 1] = not patterns.unquote(state.lines[at - 1]).strip()
+    context = [False] * count
+    for at in range(count):
+        if kinds[at] != "t" or mine[at]:
+            continue
+        back = at - 1
+        while back >= 0 and kinds[back] == "e":
+            back -= 1
+        while back >= 0 and mine[back] and answerable[back] and not context[back]:
+            if not patterns.unquote(state.lines[back]).strip():
+                break
+            context[back] = True
+            back -= 1
+    for at in range(count):
+        if context[at]:
+            kinds[at] = "q"
+    state.keep([not mine[at] or context[at] for at in range(count)])
 
+
+def _trim(state: _Lines) -> None:
     # A signature after "-- " (RFC 3676), or a short one after any other rule line, is not
     # critique. (A rule line followed by much more text is a reviewer's own section break.)
-    shape = "".join(kinds)
-    for separator in re.finditer("[Sd]", shape):
-        rest = shape[separator.end() :]
-        short = rest.count("t") <= SIGNATURE_LINES or "b" in rest
-        if "t" in shape[: separator.start()] and (separator.group() == "S" or short):
-            cut(separator.start())
-            break
-    # Taglines and delimiter lines go, one by one.
-    for at in range(len(kinds) - 1, -1, -1):
-        if kinds[at] in "dsS":
-            drop(at)
-    shape = "".join(kinds)
+    shape = state.shape
+    texts_after = [0] * (len(shape) + 1)
+    marker_after = [False] * (len(shape) + 1)
+    for at in range(len(shape) - 1, -1, -1):
+        texts_after[at] = texts_after[at + 1] + (shape[at] == "t")
+        marker_after[at] = marker_after[at + 1] or shape[at] == "b"
+    text_seen = False
+    for at, kind in enumerate(shape):
+        if kind in "Sd" and text_seen:
+            short = texts_after[at + 1] <= SIGNATURE_LINES or marker_after[at + 1]
+            if kind == "S" or short:
+                state.cut(at)
+                break
+        text_seen = text_seen or kind == "t"
+    # Taglines and delimiter lines go.
+    state.keep([kind not in "dsS" for kind in state.kinds])
+    shape = state.shape
     if "b" in shape and "t" not in shape:  # nothing but old mail
-        cut(0)
+        state.cut(0)
     # A header that wrapped onto the next lines is still a header.
-    for block in re.finditer(r"h+[hte]+h+(?=e)", shape):
-        kinds[block.start() : block.end()] = "h" * (block.end() - block.start())
-    shape = "".join(kinds)
-
+    for start, end in _wrapped_header_blocks(state.shape):
+        state.kinds[start:end] = ["h"] * (end - start)
+    shape = state.shape
     first_text = shape.find("t")
     marker = shape.find("b")
     if marker != -1 and first_text != -1 and first_text < marker:
         # Text, then an embedded mail: a top-posted reply. Everything from the marker on is
         # the old mail -- unless the reviewer wrote between or below its quotes.
         after = shape[marker:]
-        interleaved = re.search(r"q[eh]*t[te]*[eh]*q", after)
         answered_below = re.fullmatch(r"b[eh]*q[qe]*(t[te]*)", after)
-        if not interleaved and not (answered_below and answered_below.group(1).count("t") >= 3):
-            cut(marker)
-    shape = "".join(kinds)
-    if re.fullmatch(r"e*b[eqh]*[et]*", shape) and "t" in shape:
+        if not _interleaved(after) and not (
+            answered_below and answered_below.group(1).count("t") >= 3
+        ):
+            state.cut(marker)
+    shape = state.shape
+    if "t" in shape and _bottom_posted(shape):
         # An attribution at the top, its quote, then the reply: a bottom-posted reply.
         reply_starts = len(shape.rstrip("et"))
-        for at in range(reply_starts - 1, -1, -1):
-            drop(at)
-    shape = "".join(kinds)
+        state.keep([at >= reply_starts for at in range(len(shape))])
     # Any remaining markers carry no words of the reviewer's.
-    for at in range(len(kinds) - 1, -1, -1):
-        if kinds[at] == "b":
-            drop(at)
-    shape = "".join(kinds)
-    # An Outlook-style header block (three headers or more) after text starts the old mail.
-    block = re.search(r"h[eh]*h[eh]*h", shape)
-    if block and "t" in shape[: block.start()]:
-        cut(block.start())
-    shape = "".join(kinds)
+    state.keep([kind != "b" for kind in state.kinds])
+    # An Outlook-style header block after text starts the old mail.
+    shape = state.shape
+    block = _header_block(shape)
+    if block != -1 and "t" in shape[:block]:
+        state.cut(block)
     # Trailing quotes after the reviewer's words are the old mail too.
+    shape = state.shape
     if "t" in shape:
-        tail = re.search(r"[eqh]+$", shape)
-        if tail:
-            cut(tail.start())
-    text = "\n".join(line.rstrip() for line in lines).strip()
-    return Trimmed(
-        text=text,
-        elided="\n".join(line for _, line in sorted(elided)).strip("\n"),
-        segments=_segments(lines, kinds),
+        tail = len(shape.rstrip("eqh"))
+        if tail < len(shape):
+            state.cut(tail)
+
+
+def _wrapped_header_blocks(shape: str) -> list[tuple[int, int]]:
+    """Spans of ``h[hte]+h`` each followed by an ``e`` (as long as possible, left to right)."""
+    spans = []
+    at = 0
+    count = len(shape)
+    while at < count:
+        if shape[at] != "h":
+            at += 1
+            continue
+        run_end = at
+        while run_end < count and shape[run_end] in "hte":
+            run_end += 1
+        last = -1
+        for j in range(run_end - 2, at + 1, -1):
+            if shape[j] == "h" and shape[j + 1] == "e":
+                last = j
+                break
+        if last != -1:
+            spans.append((at, last + 1))
+        at = run_end
+    return spans
+
+
+def _interleaved(shape: str) -> bool:
+    """Whether ``q[eh]*t[te]*[eh]*q`` occurs: the reviewer wrote between two quotes."""
+    after_quote = after_text = after_header = False
+    for kind in shape:
+        if kind == "q" and (after_text or after_header):
+            return True
+        next_text = (after_quote and kind == "t") or (after_text and kind in "te")
+        next_header = (after_text or after_header) and kind in "eh"
+        after_quote = kind == "q" or (after_quote and kind in "eh")
+        after_text, after_header = next_text, next_header
+    return False
+
+
+def _bottom_posted(shape: str) -> bool:
+    """Whether the shape is ``e*b[eqh]*[et]*``."""
+    rest = shape.lstrip("e")
+    if not rest.startswith("b"):
+        return False
+    rest = rest[1:]
+    first_text = rest.find("t")
+    if first_text == -1:
+        return all(kind in "eqh" for kind in rest)
+    return all(kind in "eqh" for kind in rest[:first_text]) and all(
+        kind in "et" for kind in rest[first_text:]
     )
+
+
+def _header_block(shape: str) -> int:
+    """Where ``h[eh]*h[eh]*h`` first starts: three headers with only blanks between."""
+    at = 0
+    count = len(shape)
+    while at < count:
+        if shape[at] != "h":
+            at += 1
+            continue
+        end = at
+        headers = 0
+        while end < count and shape[end] in "eh":
+            headers += shape[end] == "h"
+            end += 1
+        if headers >= 3:
+            return at
+        at = end
+    return -1
 
 
 def _segments(lines: list[str], kinds: list[str]) -> tuple[Segment, ...]:
@@ -250,7 +372,7 @@ def _segments(lines: list[str], kinds: list[str]) -> tuple[Segment, ...]:
             if reply:
                 out.append(Segment("\n".join(quoted).strip(), "\n".join(reply).strip()))
                 quoted, reply = [], []
-            quoted.append(re.sub(r"^\s*>\s?", "", line))
+            quoted.append(patterns.unquote_once(line))
         elif kind == "t" or (kind == "e" and reply):
             reply.append(line)
     if reply or quoted:
