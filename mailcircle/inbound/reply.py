@@ -62,27 +62,31 @@ def kind_of(line: str) -> str:
         return "S"
     if patterns.DELIMITER.match(line):
         return "d"
+    if stripped[0] == ">" and not patterns.unquote(stripped):
+        return "q"
     if len(stripped) <= READ:
         if patterns.is_tagline(stripped):
             return "s"
         if patterns.is_attribution(line):
             return "b"
-        if patterns.HEADER.match(line):
+        if patterns.HEADER.match(stripped):
             return "h"
     if patterns.QUOTE.match(line):
         return "q"
     return "t"
 
 
-def _join_wrapped_attributions(lines: list[str]) -> list[str]:
+def _join_wrapped_attributions(lines: list[str]) -> tuple[list[str], list[str]]:
     """Join an attribution a mail client wrapped over several lines (up to six), and part
-    an attribution from the words a reviewer wrote before it on the same line."""
+    an attribution from the words a reviewer wrote before it on the same line. Returns the
+    lines and their kinds."""
     out: list[str] = []
+    known = [kind_of(line) for line in lines]
     index = 0
     while index < len(lines):
         line = lines[index]
         taken = 1
-        kind = kind_of(line)
+        kind = known[index]
         if kind == "t" and len(line) <= READ:
             before, start = patterns.attribution_start(line)
             if start:
@@ -91,7 +95,7 @@ def _join_wrapped_attributions(lines: list[str]) -> list[str]:
                     if len(more) > READ:
                         break
                     said = " ".join(parts).rstrip()
-                    if kind_of(more) == "b" and said.endswith((".", "!", "?")):
+                    if known[index + span - 1] == "b" and said.endswith((".", "!", "?")):
                         break  # a sentence, then an attribution of its own
                     parts.append(patterns.LEADING_MARKS.sub("", more).strip())
                     joined = " ".join(p for p in parts if p)
@@ -99,7 +103,7 @@ def _join_wrapped_attributions(lines: list[str]) -> list[str]:
                         out.extend([before.rstrip()] if before.strip() else [])
                         line, taken = joined, span
                         break
-                    if kind_of(more) == "b":
+                    if known[index + span - 1] == "b":
                         break  # the next line is an attribution of its own
                 else:
                     if before.strip() and patterns.is_attribution(start):
@@ -107,19 +111,21 @@ def _join_wrapped_attributions(lines: list[str]) -> list[str]:
                         line = start
         out.append(line)
         index += taken
-    return out
+    if out == lines:
+        return out, known
+    return out, [kind_of(line) for line in out]
 
 
-def _kinds(lines: list[str]) -> list[str]:
+def _kinds(lines: list[str], known: list[str]) -> list[str]:
     """Each line's kind; inside a ``` code block every line is text."""
     kinds = []
     in_code = False
-    for line in lines:
+    for line, kind in zip(lines, known, strict=True):
         if patterns.FENCE.match(line):
             in_code = not in_code
             kinds.append("t")
         else:
-            kinds.append("t" if in_code and line.strip() else kind_of(line))
+            kinds.append("t" if in_code and line.strip() else kind)
     _late_taglines(kinds)
     _rewrapped_quotes(lines, kinds)
     return kinds
@@ -191,8 +197,8 @@ def trim_reply(text: str, *, ours: Iterable[str] = (), draft: str = "") -> Trimm
     reply may quote; ``draft``: the part of them a comment may answer (kept beside it)."""
     raw_lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     known = Known(tuple(ours), draft) if ours or draft else None
-    lines = _join_wrapped_attributions(raw_lines)
-    kinds = _kinds(lines)
+    lines, known_kinds = _join_wrapped_attributions(raw_lines)
+    kinds = _kinds(lines, known_kinds)
     state = _Lines(lines, kinds)
     if known is not None:
         _mark_ours(state, known)
