@@ -87,9 +87,12 @@ def _join_wrapped_attributions(lines: list[str]) -> tuple[list[str], list[str]]:
         line = lines[index]
         taken = 1
         kind = known[index]
-        if kind == "t" and len(line) <= READ:
+        if kind in "tb" and len(line) <= READ:
             before, start = patterns.attribution_start(line)
-            if start:
+            if before.strip() and patterns.is_attribution(start):
+                out.append(before.rstrip())
+                line = start
+            elif kind == "t" and start and not start.rstrip().endswith((".", "!", "?")):
                 parts = [start.strip()]
                 for span, more in enumerate(lines[index + 1 : index + 6], start=2):
                     if len(more) > READ:
@@ -105,10 +108,6 @@ def _join_wrapped_attributions(lines: list[str]) -> tuple[list[str], list[str]]:
                         break
                     if known[index + span - 1] == "b":
                         break  # the next line is an attribution of its own
-                else:
-                    if before.strip() and patterns.is_attribution(start):
-                        out.append(before.rstrip())
-                        line = start
         out.append(line)
         index += taken
     if out == lines:
@@ -292,6 +291,14 @@ def _trim(state: _Lines) -> None:
     block = _header_block(shape)
     if block != -1 and "t" in shape[:block]:
         state.cut(block)
+    elif "t" in shape:  # or only a sender and a date ("From: ..." / "Date: ...")
+        shape = state.shape
+        for at in range(shape.find("t") + 1, len(shape) - 1):
+            if shape[at : at + 2] == "hh" and patterns.from_and_date(
+                state.lines[at], state.lines[at + 1]
+            ):
+                state.cut(at)
+                break
     # Trailing quotes after the reviewer's words are the old mail too.
     shape = state.shape
     if "t" in shape:

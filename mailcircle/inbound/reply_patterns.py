@@ -109,6 +109,26 @@ HEADER = re.compile(
     re.IGNORECASE,
 )
 
+_FROM_NAMES = (
+    "from|von|de|da|van|fra|från|od|от|від|feladó|lähettäjä|差出人|发件人|寄件者|보낸 사람|từ"
+    "|kimden|expéditeur|odesílatel"
+)
+FROM_HEADER = re.compile(rf"^[ \t*]*(?:{_FROM_NAMES})[ \t*]*[:：].*@", re.IGNORECASE)
+DATE_HEADER = re.compile(rf"^[ \t*]*(?:{_HEADER_NAMES_WITH_DATE})[ \t*]*[:：].*\d", re.IGNORECASE)
+
+
+def from_and_date(first: str, second: str) -> bool:
+    """Whether two header lines are a sender with an address and a date, in either order:
+    the shortest header block a client writes above the mail it quotes."""
+    first, second = first.strip(), second.strip()
+    if len(first) > READ or len(second) > READ:
+        return False
+    return bool(
+        (FROM_HEADER.match(first) and DATE_HEADER.match(second))
+        or (DATE_HEADER.match(first) and FROM_HEADER.match(second))
+    )
+
+
 # Taglines a phone or a mail program adds, each a whole line (a link after it allowed).
 _DEVICE = r"[\w'’+-]+(?: [\w'’+.-]+){0,5}"
 _EXCUSE = r"(?:[.,;:]? {0,3}(?:please )?(?:excuse|pardon|forgive|sorry)[\w ,'’-]{0,60})?"
@@ -170,7 +190,7 @@ def is_attribution(line: str) -> bool:
         # is an attribution, not a reviewer's "My teacher once wrote:".
         return wrapped or "@" in inner or bool(_TIME.search(inner) or _dated(inner))
     ends_with_colon = stripped.endswith((":", "："))
-    if ends_with_colon and "@" in inner and _EMAIL_IN_BRACKETS.search(inner):
+    if ends_with_colon and "@" in inner and _EMAIL_IN_BRACKETS.search(stripped):
         return bool(_TIME_OR_DATE.search(inner))  # Gmail in Russian, Japanese: no verb
     if any(verb in inner for verb in _INNER_VERBS):
         return ends_with_colon and ("@" in inner or bool(_TIME.search(inner)))
