@@ -13,6 +13,7 @@ from mailcircle import addresses
 from mailcircle.circle import assignments, bounces, members
 from mailcircle.clock import iso, parse_iso
 from mailcircle.errors import Hold, Ignore
+from mailcircle.inbound.parse import parse
 from mailcircle.inbound.reply import trim_reply
 from mailcircle.outbound import compose
 
@@ -59,7 +60,11 @@ class Answers:
                 f"not from the reviewer {reviewer.email}; held for a moderator"
             )
         job.answer_to = reviewer.email
-        reply = trim_reply(mail.text)
+        submission = assignments.get_submission(self.db, assignment["submission_id"])
+        # We know what we sent: our own lines in the reply (quoted or not) are not the
+        # reviewer's words; the draft's lines a comment answers stay beside it.
+        sent = self._sent_text(assignment["message_id"])
+        reply = trim_reply(mail.text, ours=[sent] if sent else [], draft=submission["body"])
         if not reply.text.strip():
             if mail.defects:
                 raise Hold(
@@ -69,7 +74,6 @@ class Answers:
             raise Hold(f"a reply from {reviewer.email} to an assignment with no words of its own")
         now = self.clock.now()
         late = now > parse_iso(assignment["due_at"])
-        submission = assignments.get_submission(self.db, assignment["submission_id"])
         author = members.get_by_id(self.db, submission["member_id"])
         token = secrets.token_hex(12)
         delivery = self.composer.compose(
@@ -128,6 +132,14 @@ class Answers:
             f"{'late ' if late else ''}critique #{critique_id} of {submission['title']!r} "
             f"from {reviewer.email} delivered to {author.email}"
         )
+
+    def _sent_text(self, message_id: str) -> str:
+        """The text of a mail the circle sent (from the outbox), '' when it is not there."""
+        if not message_id:
+            return ""
+        query = "SELECT raw FROM outbox WHERE message_id = ?"
+        row = self.db.execute(query, [message_id]).fetchone()
+        return parse(row[0]).text if row else ""
 
     def away(self, job: Job, reason: str) -> str:
         """An automatic answer to an assignment: the reviewer is away. Pause, pass work on."""
