@@ -131,7 +131,7 @@ def test_a_gmail_reply_with_its_attribution_wrapped_after_the_bracket(circle: Ci
 
 
 SENT = (
-    "Hello Dan,\n\nThis round, Poets asks you to read \"Wheelbarrow\" by Ann (8 words) and send "
+    'Hello Dan,\n\nThis round, Poets asks you to read "Wheelbarrow" by Ann (8 words) and send '
     "your critique by Monday 16 March.\n\nA few words on critique that helps:\n"
     "- Start with what works, and say why it works.\n- Be kind.\n\n"
     '---------- "Wheelbarrow" by Ann ----------\n\n' + POEM + "\n---------- end of draft "
@@ -141,18 +141,31 @@ SENT = (
 
 def test_our_own_lines_are_never_the_reviewers_words_however_they_are_quoted() -> None:
     # Outlook: no ">" at all, the whole assignment re-wrapped at another width below a
-    # header block; the reviewer wrote under the first stanza.
+    # header block.
     rewrapped = SENT.replace(
-        "This round, Poets asks you to read \"Wheelbarrow\" by Ann (8 words) and send your",
+        'This round, Poets asks you to read "Wheelbarrow" by Ann (8 words) and send your',
         'This round, Poets asks you to read "Wheelbarrow" by\nAnn (8 words) and send your',
     )
-    reply = "Lovely.\n\nFrom: Poets\nSent: Monday\nTo: Dan\nSubject: Please critique\n\n"
-    result = trim_reply(reply + rewrapped, ours=[SENT], draft=POEM)
+    headers = (
+        "From: Poets\nSent: Monday, March 9, 2026 9:00 AM\nTo: Dan\nSubject: Please critique\n\n"
+    )
+    result = trim_reply("Lovely.\n\n" + headers + rewrapped, ours=[SENT], draft=POEM)
     assert result.text == "Lovely."
+    # The same, the reviewer writing in the old mail, under the first stanza.
     inline = rewrapped.replace("upon\n", "upon\nThe short line is the poem.\n", 1)
-    result = trim_reply(inline, ours=[SENT], draft=POEM)
+    result = trim_reply(headers + inline, ours=[SENT], draft=POEM)
     assert result.text == "so much depends\nupon\nThe short line is the poem."
     assert "Hello Dan," in result.elided and "Be kind." in result.elided
+    assert "From: Poets" in result.elided
+
+
+def test_draft_lines_a_reviewer_retypes_above_the_quote_are_theirs() -> None:
+    reply = "Try it as:\nso much depends upon\n   a red wheel\n\n" + "\n".join(
+        "> " + line for line in SENT.split("\n")
+    )
+    assert trim_reply(reply, ours=[SENT], draft=POEM).text == (
+        "Try it as:\nso much depends upon\n   a red wheel"
+    )
 
 
 def test_without_a_draft_only_the_paragraph_above_a_comment_stays() -> None:

@@ -172,6 +172,7 @@ class _TextFromHTML(HTMLParser):
                 self.blank_wanted = False
             elif tag == "pre" and self.pre:
                 self.pre -= 1
+                self.blank_wanted = True
 
     def handle_data(self, data: str) -> None:
         if self.hidden:

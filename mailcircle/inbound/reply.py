@@ -76,21 +76,23 @@ def kind_of(line: str) -> str:
     return "t"
 
 
-def _join_wrapped_attributions(lines: list[str]) -> tuple[list[str], list[str]]:
+def _join_wrapped_attributions(lines: list[str]) -> tuple[list[str], list[str], list[str]]:
     """Join an attribution a mail client wrapped over several lines (up to six), and part
     an attribution from the words a reviewer wrote before it on the same line. Returns the
-    lines and their kinds."""
+    lines, their kinds, and each line as it was written (joined lines with their breaks)."""
     out: list[str] = []
+    written: list[str] = []
     known = [kind_of(line) for line in lines]
     index = 0
     while index < len(lines):
-        line = lines[index]
+        line = start = lines[index]
         taken = 1
         kind = known[index]
         if kind in "tb" and len(line) <= READ:
             before, start = patterns.attribution_start(line)
             if before.strip() and patterns.is_attribution(start):
                 out.append(before.rstrip())
+                written.append(before.rstrip())
                 line = start
             elif kind == "t" and start and not start.rstrip().endswith((".", "!", "?")):
                 parts = [start.strip()]
@@ -103,16 +105,22 @@ def _join_wrapped_attributions(lines: list[str]) -> tuple[list[str], list[str]]:
                     parts.append(patterns.LEADING_MARKS.sub("", more).strip())
                     joined = " ".join(p for p in parts if p)
                     if patterns.is_attribution(joined):
-                        out.extend([before.rstrip()] if before.strip() else [])
+                        if before.strip():
+                            out.append(before.rstrip())
+                            written.append(before.rstrip())
                         line, taken = joined, span
                         break
                     if known[index + span - 1] == "b":
                         break  # the next line is an attribution of its own
         out.append(line)
+        if taken == 1:
+            written.append(line)
+        else:
+            written.append("\n".join([start, *lines[index + 1 : index + taken]]))
         index += taken
     if out == lines:
-        return out, known
-    return out, [kind_of(line) for line in out]
+        return out, known, written
+    return out, [kind_of(line) for line in out], written
 
 
 def _kinds(lines: list[str], known: list[str]) -> list[str]:
@@ -161,9 +169,10 @@ def _rewrapped_quotes(lines: list[str], kinds: list[str]) -> None:
 class _Lines:
     """The lines still standing, their kinds, where each stood, and what was cut."""
 
-    def __init__(self, lines: list[str], kinds: list[str]) -> None:
+    def __init__(self, lines: list[str], kinds: list[str], written: list[str]) -> None:
         self.lines = lines
         self.kinds = kinds
+        self.written = written  # each line as it was written (a joined one with its breaks)
         self.origin = list(range(len(lines)))
         self.elided: list[tuple[int, str]] = []
 
@@ -173,22 +182,23 @@ class _Lines:
 
     def cut(self, at: int) -> None:
         """Everything from ``at`` on goes."""
-        self.elided.extend(zip(self.origin[at:], self.lines[at:], strict=True))
-        del self.lines[at:], self.kinds[at:], self.origin[at:]
+        self.elided.extend(zip(self.origin[at:], self.written[at:], strict=True))
+        del self.lines[at:], self.kinds[at:], self.origin[at:], self.written[at:]
 
     def keep(self, wanted: list[bool]) -> None:
         """Only the lines ``wanted`` stay (one pass, whatever the number dropped)."""
-        lines, kinds, origin = [], [], []
-        for keep, line, kind, where in zip(
-            wanted, self.lines, self.kinds, self.origin, strict=True
+        lines, kinds, origin, written = [], [], [], []
+        for keep, line, kind, where, as_written in zip(
+            wanted, self.lines, self.kinds, self.origin, self.written, strict=True
         ):
             if keep:
                 lines.append(line)
                 kinds.append(kind)
                 origin.append(where)
+                written.append(as_written)
             else:
-                self.elided.append((where, line))
-        self.lines, self.kinds, self.origin = lines, kinds, origin
+                self.elided.append((where, as_written))
+        self.lines, self.kinds, self.origin, self.written = lines, kinds, origin, written
 
 
 def trim_reply(text: str, *, ours: Iterable[str] = (), draft: str = "") -> Trimmed:
@@ -196,13 +206,13 @@ def trim_reply(text: str, *, ours: Iterable[str] = (), draft: str = "") -> Trimm
     reply may quote; ``draft``: the part of them a comment may answer (kept beside it)."""
     raw_lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     known = Known(tuple(ours), draft) if ours or draft else None
-    lines, known_kinds = _join_wrapped_attributions(raw_lines)
+    lines, known_kinds, written = _join_wrapped_attributions(raw_lines)
     kinds = _kinds(lines, known_kinds)
-    state = _Lines(lines, kinds)
+    state = _Lines(lines, kinds, written)
     if known is not None:
         _mark_ours(state, known)
     _trim(state)
-    text = "\n".join(line.rstrip() for line in state.lines).strip()
+    text = "\n".join(line.rstrip() for line in state.written).strip()
     return Trimmed(
         text=text,
         elided="\n".join(line for _, line in sorted(state.elided)).strip("\n"),
@@ -216,6 +226,19 @@ def _mark_ours(state: _Lines, known: Known) -> None:
     answerable = known.draft_lines(state.lines)
     kinds = state.kinds
     count = len(kinds)
+    # Above the first quote, attribution or header the reviewer writes: even lines of the
+    # draft retyped there (to suggest other breaks, say) are theirs.
+    first_marker = next((at for at, kind in enumerate(kinds) if kind in "bhq"), count)
+    mine[:first_marker] = [False] * first_marker
+    # The header block (From:, Sent: ...) right above our text is our mail's.
+    for at in range(count - 1, 0, -1):
+        if mine[at] and not mine[at - 1]:
+            above = at - 1
+            while above >= 0 and kinds[above] == "e":
+                above -= 1
+            while above >= 0 and kinds[above] in "he":
+                mine[above] = kinds[above] == "h" or mine[above]
+                above -= 1
     # A quoted blank line next to our text is ours too.
     for at in range(count):
         if not mine[at] and kinds[at] == "q" and not patterns.unquote(state.lines[at]).strip():
