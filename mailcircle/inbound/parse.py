@@ -92,6 +92,8 @@ _BLOCKS = frozenset(
 )
 _HIDDEN = frozenset("head style script title template noscript".split())
 _COLLAPSIBLE = re.compile(r"[ \t\r\n\f]+")
+QUOTE_DEPTH = 20  # deeper blockquotes read as this deep (no mail nests more; a hostile one
+# would otherwise make every line as long as its depth)
 
 
 class _TextFromHTML(HTMLParser):
@@ -124,7 +126,7 @@ class _TextFromHTML(HTMLParser):
 
     def _end_line(self) -> None:
         """End the line being written, even an empty one (a ``<br>``)."""
-        prefix = "> " * self.depth
+        prefix = "> " * min(self.depth, QUOTE_DEPTH)
         if self.blank_wanted and self.lines:
             self.lines.append(prefix)
         self.blank_wanted = False
@@ -146,6 +148,8 @@ class _TextFromHTML(HTMLParser):
         elif tag in _BLOCKS:
             self._break()
             if tag == "blockquote":
+                if self.blank_wanted and self.lines:
+                    self.lines.append(("> " * min(self.depth, QUOTE_DEPTH)).rstrip())
                 self.depth += 1
                 self.blank_wanted = False
             elif tag == "pre":
