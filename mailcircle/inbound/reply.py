@@ -135,7 +135,19 @@ def _kinds(lines: list[str], known: list[str]) -> list[str]:
             kinds.append("t" if in_code and line.strip() else kind)
     _late_taglines(kinds)
     _rewrapped_quotes(lines, kinds)
+    _bare_attributions(lines, kinds)
     return kinds
+
+
+def _bare_attributions(lines: list[str], kinds: list[str]) -> None:
+    """ "Ann Writer wrote:" right above a quote (blank lines between) opens it."""
+    for at in range(len(kinds) - 1):
+        if kinds[at] == "t" and patterns.is_bare_attribution(lines[at]):
+            below = at + 1
+            while below < len(kinds) - 1 and kinds[below] == "e":
+                below += 1
+            if kinds[below] == "q":
+                kinds[at] = "b"
 
 
 def _late_taglines(kinds: list[str]) -> None:

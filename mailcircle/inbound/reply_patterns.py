@@ -88,7 +88,7 @@ _START = re.compile(
     r"(on|le|am|il|dnia|w dniu|em|el|op|den|at|vào|dne)\s|.*\d{4}|.*<$|.*@", re.IGNORECASE
 )
 # Where an attribution starts after the reviewer's own words on the same line.
-_MIDLINE = re.compile(r"[.!?)]\s{1,4}(?=(?:On|Le|Am|El|Em|Il|Op|Den|W dniu|Dnia|Vào)\s)")
+_MIDLINE = re.compile(r"(?<=\S)\s{1,4}(?=(?:On|Le|Am|El|Em|Il|Op|Den|W dniu|Dnia|Vào)\s)")
 
 _HEADER_NAMES_WITH_DATE = (
     "sendt|sent|date|le|gesendet|enviada em|enviado|fecha|data|datum|skickat|发送时间"
@@ -130,7 +130,7 @@ def from_and_date(first: str, second: str) -> bool:
 
 
 # Taglines a phone or a mail program adds, each a whole line (a link after it allowed).
-_DEVICE = r"[\w'’+-]+(?: [\w'’+.-]+){0,5}"
+_DEVICE = r"[\w'’+®™-]+(?: [\w'’+.®™-]+){0,5}"
 _EXCUSE = r"(?:[.,;:]? {0,3}(?:please )?(?:excuse|pardon|forgive|sorry)[\w ,'’-]{0,60})?"
 _TAGLINES = [
     rf"(?:sent|envoyé|enviado|inviato|gesendet) (?:from|via|with|by|using) (?:my |an? )?{_DEVICE}"
@@ -195,6 +195,15 @@ def is_attribution(line: str) -> bool:
     if any(verb in inner for verb in _INNER_VERBS):
         return ends_with_colon and ("@" in inner or bool(_TIME.search(inner)))
     return False
+
+
+def is_bare_attribution(line: str) -> bool:
+    """ "Ann Writer wrote:" -- an attribution only when a quote follows it (see reply.py)."""
+    stripped = line.strip()
+    if len(stripped) > 80 or not stripped.endswith(":"):
+        return False
+    inner = _unmarked(stripped).rstrip(" :").casefold()
+    return len(inner.split()) <= 6 and inner.endswith(_FINAL_VERBS)
 
 
 def _dated(text: str) -> bool:
