@@ -165,15 +165,25 @@ def _late_taglines(kinds: list[str]) -> None:
 
 
 def _rewrapped_quotes(lines: list[str], kinds: list[str]) -> None:
-    """One unquoted line squeezed between two quoted lines, right under a long one, is the
-    tail of a quoted line a client re-wrapped without its ">", not an inline comment."""
-    for at in range(1, len(kinds) - 1):
+    """The tail of a quoted line a client re-wrapped without its ">" is not an inline
+    comment: one unquoted line right under a long quoted one, and either squeezed between
+    two quoted lines, or ending the quote when its first word would not have fitted on the
+    quoted line, the quoted line runs on (no full stop) and the tail starts in lower case."""
+    count = len(kinds)
+    for at in range(1, count):
+        above = lines[at - 1].rstrip()
+        if kinds[at] != "t" or kinds[at - 1] != "q" or len(above) < 60:
+            continue
+        if at + 1 < count and kinds[at + 1] == "q":
+            kinds[at] = "q"
+            continue
+        tail = lines[at].strip()
+        first_word = tail.split(maxsplit=1)[0] if tail else ""
         if (
-            kinds[at] == "t"
-            and kinds[at - 1] == "q"
-            and kinds[at + 1] == "q"
-            and len(lines[at - 1]) >= 60
-            and patterns.quote_depth(lines[at + 1]) > 0
+            (at + 1 == count or kinds[at + 1] == "e")
+            and first_word[:1].islower()
+            and not above.endswith((".", "!", "?", ":", ";"))
+            and len(above) + 1 + len(first_word) > 76
         ):
             kinds[at] = "q"
 

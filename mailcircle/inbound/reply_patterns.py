@@ -118,14 +118,18 @@ DATE_HEADER = re.compile(rf"^[ \t*]*(?:{_HEADER_NAMES_WITH_DATE})[ \t*]*[:：].*
 
 
 def from_and_date(first: str, second: str) -> bool:
-    """Whether two header lines are a sender with an address and a date, in either order:
-    the shortest header block a client writes above the mail it quotes."""
+    """Whether two header lines are a date and an address (From:, To: ...), in either
+    order: the shortest header block a client writes above the mail it quotes."""
     first, second = first.strip(), second.strip()
     if len(first) > READ or len(second) > READ:
         return False
+
+    def addressed(line: str) -> bool:
+        return "@" in line and bool(FROM_HEADER.match(line) or HEADER.match(line))
+
     return bool(
-        (FROM_HEADER.match(first) and DATE_HEADER.match(second))
-        or (DATE_HEADER.match(first) and FROM_HEADER.match(second))
+        (addressed(first) and DATE_HEADER.match(second))
+        or (DATE_HEADER.match(first) and addressed(second))
     )
 
 
