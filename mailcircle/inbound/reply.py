@@ -136,7 +136,30 @@ def _kinds(lines: list[str], known: list[str]) -> list[str]:
     _late_taglines(kinds)
     _rewrapped_quotes(lines, kinds)
     _bare_attributions(lines, kinds)
+    _quoted_headers(lines, kinds)
     return kinds
+
+
+def _quoted_headers(lines: list[str], kinds: list[str]) -> None:
+    """A header block inside a quote ("> From: ..." / "> Date: ...") opens the quoted mail:
+    its lines are markers, never the passage a comment answers."""
+    count = len(kinds)
+    at = 0
+    while at < count:
+        end = at
+        while end < count and kinds[end] == "q" and _is_header(patterns.unquote(lines[end])):
+            end += 1
+        if end - at >= 3 or (
+            end - at == 2
+            and patterns.from_and_date(patterns.unquote(lines[at]), patterns.unquote(lines[at + 1]))
+        ):
+            kinds[at:end] = ["b"] * (end - at)
+        at = max(end, at + 1)
+
+
+def _is_header(text: str) -> bool:
+    stripped = text.strip()
+    return len(stripped) <= READ and bool(patterns.HEADER.match(stripped))
 
 
 def _bare_attributions(lines: list[str], kinds: list[str]) -> None:
@@ -350,6 +373,32 @@ def _trim(state: _Lines) -> None:
         tail = len(shape.rstrip("eqh"))
         if tail < len(shape):
             state.cut(tail)
+    # A quoted passage kept beside a comment does not start with a bare ">".
+    state.keep(_trimmed_quote_edges(state.lines, state.kinds))
+
+
+def _bare_quote(line: str) -> bool:
+    """A quoted blank line: ">", "> >" (a line of many ">" is someone's text)."""
+    stripped = line.strip()
+    return not patterns.unquote(stripped) and stripped.count(">") <= 4
+
+
+def _trimmed_quote_edges(lines: list[str], kinds: list[str]) -> list[bool]:
+    wanted = [True] * len(kinds)
+    at = 0
+    while at < len(kinds):
+        if kinds[at] != "q":
+            at += 1
+            continue
+        end = at
+        while end < len(kinds) and kinds[end] == "q":
+            end += 1
+        first = at
+        while first < end and _bare_quote(lines[first]):
+            wanted[first] = False
+            first += 1
+        at = end
+    return wanted
 
 
 def _wrapped_header_blocks(shape: str) -> list[tuple[int, int]]:

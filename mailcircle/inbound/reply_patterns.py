@@ -45,8 +45,10 @@ _ATTRIBUTIONS = [
     r".*\d{4}.{1,80}(пользователь).{0,80}написал",
     r".*\d{4}.{1,80}(napisał\(a\)|пише)",
     r"posted by .+ on \d{2}/\d{2}/\d{4}",
-    r"(begin forwarded message|début du message transféré|anfang der weitergeleiteten"
-    r" nachricht|inicio del mensaje reenviado|início da mensagem reencaminhada)",
+    r"(begin forwarded message|début du message transféré|début du message réexpédié"
+    r"|anfang der weitergeleiteten nachricht|inicio del mensaje reenviado|início da mensagem"
+    r" reencaminhada|inizio messaggio inoltrato|begin doorgestuurd bericht|vidarebefordrat"
+    r" mejl|videresendt melding|videresendt meddelelse)",
 ]
 _ATTRIBUTION = re.compile(rf"(?:{'|'.join(_ATTRIBUTIONS)})[ \t.:：>*-]*", re.IGNORECASE)
 
@@ -58,8 +60,14 @@ _FINAL_VERBS = (
     "napsal", "napsala", "napsal(a)", "kirjoitti", "va escriure", "пишет", "написал",
     "написала", "написал(а)", "пише", "написав", "написала", "đã viết", "작성", "님이 작성",
     "写道", "寫道", "書きました", "さんは書きました", "yazdı", "έγραψε", "írta",
+    "pisze", "ha escrit", "a scris", "napísal", "napísala", "napísal(a)", "napisao",
+    "napisala", "napisal", "napisal(a)", "napisao je", "napisala je", "napisao/la",
+    "написао/ла", "написа", "rašė", "rakstīja", "kirjutas", "menulis", "skrifaði",
+    "쓴 글", "เขียนว่า", "ने लिखा", "כתב", "كتب", "نوشت",
 )  # fmt: skip
-_INNER_VERBS = (" skrev ", " kirjoitti ", " schrieb ", " schreef ", " ezt írta ", " napsal ")
+_INNER_VERBS = (
+    " skrev ", " kirjoitti ", " schrieb ", " schreef ", " ezt írta ", " napsal ", " a scris ",
+)  # fmt: skip
 _EMAIL_IN_BRACKETS = re.compile(r"[<(\[][^<>()\[\]\s@]{1,80}@[^<>()\[\]\s@]{1,120}[>)\]]")
 _TIME_OR_DATE = re.compile(r"\d{1,2}[:.]\d\d|\d{1,4}[./-]\d{1,2}[./-]\d{2,4}|\d{4}")
 _TIME = re.compile(r"\d{1,2}[:.]\d\d")
@@ -79,6 +87,10 @@ _SEPARATORS = frozenset(
     |початкове повідомлення|пересланий лист|původní zpráva|přeposlaná zpráva|pôvodná správa
     |eredeti üzenet|továbbított üzenet|eredeti levél|missatge original|missatge reenviat
     |orijinal mesaj|原始邮件|原始郵件|转发的邮件|原邮件|元のメッセージ|転送されたメッセージ
+    |mesaj original|mesaj redirecționat|originalna poruka|proslijeđena poruka|αρχικό μήνυμα
+    |προωθημένο μήνυμα|pesan asli|pesan terusan|originalus laiškas|algne kiri
+    |sākotnējā ziņa|оригинално съобщение|препратено съобщение|переслане повідомлення
+    |הודעה מקורית|הודעה שהועברה|الرسالة الأصلية|الرسالة المُعاد توجيهها|ข้อความต้นฉบับ
     |원본 메시지|전달된 메시지|thư gốc|tin nhắn gốc|thư chuyển tiếp""".replace("\n", "")
     .replace("    ", "")
     .split("|")
@@ -94,6 +106,8 @@ _HEADER_NAMES_WITH_DATE = (
     "sendt|sent|date|le|gesendet|enviada em|enviado|fecha|data|datum|skickat|发送时间"
     "|envoyé|envoyé le|inviato|verzonden|verstuurd|wysłano|data wysłania|lähetetty"
     "|päivämäärä|отправлено|дата|надіслано|odesláno|elküldve|dátum|送信日時|日付"
+    "|odoslané|trimis|poslano|poslato|στάλθηκε|ημερομηνία|dikirim|tanggal|nosūtīts"
+    "|išsiųsta|saadetud|изпратено|נשלח|تم الإرسال|ส่ง"
     "|보낸 날짜|날짜|發送時間|寄件日期|đã gửi|ngày|enviat|gönderildi|tarih|时间"
 )
 _HEADER_NAMES = (
@@ -102,6 +116,8 @@ _HEADER_NAMES = (
     "|onderwerp|från|till|ämne|发件人|收件人|主题|od|do|temat|lähettäjä|vastaanottaja|aihe"
     "|от|кому|тема|від|odesílatel|komu|předmět|feladó|címzett|tárgy|差出人|宛先|件名"
     "|보낸 사람|받는 사람|제목|寄件者|收件者|主旨|từ|đến|chủ đề|per a|assumpte|kimden|kime|konu"
+    "|predmet|de la|către|subiect|šalje|prima|από|προς|θέμα|dari|kepada|subjek|saatja"
+    "|adressaat|teema|nuo|tēma|מאת|אל|נושא|من|إلى|الموضوع|จาก|ถึง|เรื่อง"
 )
 HEADER = re.compile(
     rf"^[ \t*]*(?:(?:{_HEADER_NAMES_WITH_DATE})[ \t*]*[:：].*\d"
@@ -111,7 +127,7 @@ HEADER = re.compile(
 
 _FROM_NAMES = (
     "from|von|de|da|van|fra|från|od|от|від|feladó|lähettäjä|差出人|发件人|寄件者|보낸 사람|từ"
-    "|kimden|expéditeur|odesílatel"
+    "|kimden|expéditeur|odesílatel|de la|šalje|από|dari|saatja|nuo|מאת|من|จาก"
 )
 FROM_HEADER = re.compile(rf"^[ \t*]*(?:{_FROM_NAMES})[ \t*]*[:：].*@", re.IGNORECASE)
 DATE_HEADER = re.compile(rf"^[ \t*]*(?:{_HEADER_NAMES_WITH_DATE})[ \t*]*[:：].*\d", re.IGNORECASE)
