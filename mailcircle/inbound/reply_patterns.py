@@ -186,10 +186,7 @@ def is_tagline(stripped: str) -> bool:
 
 def _unmarked(text: str) -> str:
     """A line without the marks clients put around attributions (" <>*-" before)."""
-    at = 0
-    while at < len(text) and text[at] in " \t<>*-":
-        at += 1
-    return text[at:]
+    return text.lstrip(" \t<>*-")
 
 
 def is_attribution(line: str) -> bool:
@@ -246,21 +243,12 @@ def attribution_start(line: str) -> tuple[str, str]:
 
 def quote_depth(line: str) -> int:
     """How many ">" open a line."""
-    depth = 0
-    for char in line:
-        if char == ">":
-            depth += 1
-        elif char not in " \t":
-            break
-    return depth
+    return line[: len(line) - len(line.lstrip(" \t>"))].count(">")
 
 
 def unquote(line: str) -> str:
     """A line without any of its quote marks (">", "> >", ">>")."""
-    at = 0
-    while at < len(line) and line[at] in " \t>":
-        at += 1
-    return line[at:]
+    return line.lstrip(" \t>")
 
 
 def unquote_once(line: str) -> str:
