@@ -47,7 +47,7 @@ def report(title: str, corpus: Path, kind: Callable[[str], str]) -> None:
     total, right = sum(cases.values()), sum(exact.values())
     print(f"{title}: {right}/{total} exact ({100 * right / max(total, 1):.0f}%)")
     for name in sorted(cases):
-        print(f"  {name:<14} {exact[name]:>3}/{cases[name]:<3}")
+        print(f"  {name:<30} {exact[name]:>3}/{cases[name]:<3}")
     for name in missed:
         print(f"  missed: {name}")
 
@@ -76,10 +76,39 @@ def timing() -> None:
         print(f"  {name:<28} {trimmed * 1000:8.1f} ms  ({trimmed / baseline:,.0f}x split)")
 
 
+def html_timing() -> None:
+    """html_to_text on the HTML parts of tests/mails/, against stripping tags by a pattern
+    (what a reader that keeps no line breaks would pay)."""
+    import email
+    import html
+    import re
+
+    from mailcircle.inbound.parse import html_to_text
+
+    parts = []
+    for path in sorted((ROOT / "tests" / "mails").glob("*.eml")):
+        for part in email.message_from_bytes(path.read_bytes()).walk():
+            if part.get_content_type() == "text/html":
+                payload = part.get_payload(decode=True)
+                if isinstance(payload, bytes):
+                    parts.append(payload.decode("utf-8", "replace"))
+    tags = re.compile(r"<[^<>]{0,2000}>")
+    ours = best_of(3, lambda: [html_to_text(markup) for markup in parts * 200])
+    baseline = best_of(3, lambda: [html.unescape(tags.sub("", markup)) for markup in parts * 200])
+    each = ours / max(len(parts) * 200, 1) * 1e6
+    ratio = ours / baseline
+    print(
+        f"HTML parts of tests/mails ({len(parts)}): {each:.0f} us each ({ratio:.0f}x tag-stripping)"
+    )
+    head = "<head>\r\n" * 100_000
+    print(f"  an 800 KB mail of '<head>\\r\\n': {best_of(3, lambda: html_to_text(head)):.2f} s")
+
+
 def main() -> None:
     report("our cases (tests/replies)", OURS, lambda stem: stem.split("-")[0])
     report("shared golden corpus", SHARED, lambda stem: stem.rstrip("_0123456789") or stem)
     timing()
+    html_timing()
 
 
 if __name__ == "__main__":

@@ -167,6 +167,9 @@ class _TextFromHTML(HTMLParser):
             self.hidden = max(0, self.hidden - 1)
         elif self.hidden:
             return
+        elif tag in ("td", "th"):
+            if self.current and not self.current[-1].endswith(" "):
+                self.current.append(" ")  # cells of a row read apart
         elif tag in _BLOCKS:
             self._break()
             if tag == "p":
