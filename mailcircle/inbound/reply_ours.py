@@ -10,6 +10,7 @@ is followed line by line whatever the widths.
 
 from __future__ import annotations
 
+from mailcircle.inbound import reply_patterns as patterns
 from mailcircle.inbound.reply_patterns import quote_depth, unquote
 
 FRESH_WORDS = 4  # an unquoted line that does not go on from ours needs this many words
@@ -105,3 +106,47 @@ class Known:
         if self._draft is None:
             return self._ours.mark(lines)
         return self._draft.mark(lines)
+
+    def drop_ours(self, lines: list[str], kinds: list[str]) -> list[bool]:
+        """Which lines stay: our own lines go; a paragraph of the draft right above a
+        comment stays, as a quote (its kind becomes ``q``)."""
+        mine = self.ours_lines(lines)
+        answerable = self.draft_lines(lines)
+        count = len(kinds)
+        # Above the first quote, attribution or header the reviewer writes: even lines of the
+        # draft retyped there (to suggest other breaks, say) are theirs.
+        first_marker = next((at for at, kind in enumerate(kinds) if kind in "bhq"), count)
+        mine[:first_marker] = [False] * first_marker
+        # The header block (From:, Sent: ...) right above our text is our mail's.
+        for at in range(count - 1, 0, -1):
+            if mine[at] and not mine[at - 1]:
+                above = at - 1
+                while above >= 0 and kinds[above] == "e":
+                    above -= 1
+                while above >= 0 and kinds[above] in "he":
+                    mine[above] = kinds[above] == "h" or mine[above]
+                    above -= 1
+        # A quoted blank line next to our text is ours too.
+        for at in range(count):
+            if not mine[at] and kinds[at] == "q" and not patterns.unquote(lines[at]).strip():
+                near = (at > 0 and mine[at - 1]) or (at + 1 < count and mine[at + 1])
+                mine[at] = bool(near)
+        for at in range(count - 1, 0, -1):  # spread the blank quoted lines' ownership upwards
+            if mine[at] and not mine[at - 1] and kinds[at - 1] == "q":
+                mine[at - 1] = not patterns.unquote(lines[at - 1]).strip()
+        context = [False] * count
+        for at in range(count):
+            if kinds[at] != "t" or mine[at]:
+                continue
+            back = at - 1
+            while back >= 0 and (kinds[back] == "e" or not patterns.unquote(lines[back]).strip()):
+                back -= 1
+            while back >= 0 and mine[back] and answerable[back] and not context[back]:
+                if not patterns.unquote(lines[back]).strip():
+                    break
+                context[back] = True
+                back -= 1
+        for at in range(count):
+            if context[at]:
+                kinds[at] = "q"
+        return [not mine[at] or context[at] for at in range(count)]
