@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import Captured, CapturingRelay
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_six_weeks import Circle
 
 from mailcircle.inbound.reply import trim_reply
@@ -178,3 +180,36 @@ def test_without_a_draft_only_the_paragraph_above_a_comment_stays() -> None:
 def test_words_of_the_reviewer_that_echo_one_word_of_ours_stay() -> None:
     reply = "Be kind.\nI tried to be.\n\n" + "\n".join("> " + line for line in SENT.split("\n"))
     assert trim_reply(reply, ours=[SENT], draft=POEM).text == "Be kind.\nI tried to be."
+
+
+def _rewrapped(text: str, width: int, prefix: str) -> str:
+    """Our text as a client re-wraps it at another width, each line with ``prefix``."""
+    out = []
+    for line in text.split("\n"):
+        words, current = line.split(" "), ""
+        for word in words:
+            if current and len(current) + 1 + len(word) > width:
+                out.append(prefix + current)
+                current = word
+            else:
+                current = f"{current} {word}" if current else word
+        out.append((prefix + current).rstrip())
+    return "\n".join(out)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(16, 120), st.sampled_from(["> ", ">", "", "> > "]), st.booleans())
+def test_our_text_quoted_at_any_width_is_never_the_reviewers(
+    width: int, prefix: str, attributed: bool
+) -> None:
+    quoted = _rewrapped(SENT, width, prefix)
+    if not prefix:  # unquoted, as Outlook does, below its header block
+        quoted = "From: Poets <poets@example.org>\nSent: Monday, 9 March 2026 09:00\n\n" + quoted
+    reply = (
+        "On Mon, 9 Mar 2026 at 09:00, Poets <poets@example.org> wrote:\n" * attributed
+    ) + quoted
+    result = trim_reply("Thanks, more soon.\n\n" + reply, ours=[SENT], draft=POEM)
+    assert result.text == "Thanks, more soon."
+    inline = trim_reply(reply + "\n\nThe rain is the best of it.\n", ours=[SENT], draft=POEM)
+    assert inline.text.endswith("The rain is the best of it.")
+    assert "Hello Dan" not in inline.text and "critique" not in inline.text

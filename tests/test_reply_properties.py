@@ -85,7 +85,7 @@ def _grows_linearly(make: Callable[[int], str], work: Callable[[str], object], s
     small, large = make(size), make(2 * size)
     once = _best_of(3, lambda: work(small))
     twice = _best_of(3, lambda: work(large))
-    assert twice < 3.2 * once + 0.02, f"doubling the input took {twice / once:.1f}x as long"
+    assert twice < 3.4 * once + 0.02, f"doubling the input took {twice / once:.1f}x as long"
 
 
 def test_blank_lines_are_read_in_linear_time() -> None:
