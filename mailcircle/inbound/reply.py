@@ -158,11 +158,18 @@ def _trim(state: _Lines) -> None:
     block = _header_block(shape)
     if block != -1 and "t" in shape[:block]:
         state.cut(block)
-    elif "t" in shape:  # or only a sender and a date ("From: ..." / "Date: ...")
-        shape = state.shape
-        for at in range(shape.find("t") + 1, len(shape) - 1):
-            if shape[at : at + 2] == "hh" and patterns.from_and_date(
-                state.lines[at], state.lines[at + 1]
+    elif "t" in shape:
+        # or only a sender and a date ("From: ..." / "Date: ..."), or a sender's address
+        # alone with the old mail below it ("From: Ann <ann@example.net>")
+        for at in range(shape.find("t") + 1, len(shape)):
+            if shape[at] != "h":
+                continue
+            line = state.lines[at].strip()
+            pair = at + 1 < len(shape) and shape[at + 1] == "h"
+            if (pair and patterns.from_and_date(line, state.lines[at + 1])) or (
+                at + 1 < len(shape)
+                and len(line) <= patterns.READ
+                and patterns.FROM_HEADER.match(line)
             ):
                 state.cut(at)
                 break

@@ -63,7 +63,7 @@ _FINAL_VERBS = (
     "pisze", "ha escrit", "a scris", "napísal", "napísala", "napísal(a)", "napisao",
     "napisala", "napisal", "napisal(a)", "napisao je", "napisala je", "napisao/la",
     "написао/ла", "написа", "rašė", "rakstīja", "kirjutas", "menulis", "skrifaði",
-    "쓴 글", "เขียนว่า", "ने लिखा", "כתב", "كتب", "نوشت",
+    "쓴 글", "작성하였습니다", "nadesłał", "เขียนว่า", "ने लिखा", "כתב", "كتب", "نوشت",
 )  # fmt: skip
 _INNER_VERBS = (
     " skrev ", " kirjoitti ", " schrieb ", " schreef ", " ezt írta ", " napsal ", " a scris ",
@@ -130,6 +130,7 @@ _FROM_NAMES = (
     "|kimden|expéditeur|odesílatel|de la|šalje|από|dari|saatja|nuo|מאת|من|จาก"
 )
 FROM_HEADER = re.compile(rf"^[ \t*]*(?:{_FROM_NAMES})[ \t*]*[:：].*@", re.IGNORECASE)
+_FROM_NAME = re.compile(rf"^[ \t*]*(?:{_FROM_NAMES})[ \t*]*[:：]", re.IGNORECASE)
 DATE_HEADER = re.compile(rf"^[ \t*]*(?:{_HEADER_NAMES_WITH_DATE})[ \t*]*[:：].*\d", re.IGNORECASE)
 
 
@@ -146,6 +147,7 @@ def from_and_date(first: str, second: str) -> bool:
     return bool(
         (addressed(first) and DATE_HEADER.match(second))
         or (DATE_HEADER.match(first) and addressed(second))
+        or (_FROM_NAME.match(first) and HEADER.match(second))
     )
 
 
@@ -153,7 +155,8 @@ def from_and_date(first: str, second: str) -> bool:
 _DEVICE = r"[\w'’+®™-]+(?: [\w'’+.®™-]+){0,5}"
 _EXCUSE = r"(?:[.,;:]? {0,3}(?:please )?(?:excuse|pardon|forgive|sorry)[\w ,'’-]{0,60})?"
 _TAGLINES = [
-    rf"(?:sent|envoyé|enviado|inviato|gesendet) (?:from|via|with|by|using) (?:my |an? )?{_DEVICE}"
+    rf"(?:sent|envoyé|enviado|inviato|gesendet) (?:from|via|with|by|using|von|mit)"
+    rf" (?:my |an? |meinem )?{_DEVICE}"
     rf"{_EXCUSE}",
     r"[\w-]+ from mobile",
     r"from my [\w-]+(?: [\w-]+){0,3}",
@@ -167,7 +170,12 @@ _TAGLINES = [
     r"verzonden (?:met|vanaf) [\w' -]{1,40}",
     r"verstuurd (?:vanaf|met) (?:mijn )?[\w' -]{1,40}",
     r"(?:skickat )?från min [\w' -]{1,40}",
-    r"wysłane z [\w' -]{1,40}",
+    r"wysłan[eo] z [\w' -]{1,40}",
+    r"odesláno z (?:mého )?[\w' -]{1,40}",
+    r"(?:sendt fra|hent) outlook (?:til|for) [\w-]+",
+    r"sendt fra outlook",
+    r"내 [\w ]{1,20}에서 보냄",
+    r"从我的 ?[\w ]{1,20} ?发送",
     r"отправлено с [\w' -]{1,40}",
     r"從我的 ?[\w ]{1,20} ?傳送",
     r"发自我的 ?[\w ]{1,20}",
