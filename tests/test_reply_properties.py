@@ -125,3 +125,12 @@ def test_flowed_lines_never_join_across_quote_depths() -> None:
         "> Hi\nThanks, this is mine.\n> > deep line\n> back"
     )
     assert unflow("a soft \nline\n-- \nBen", delsp=False) == "a soft line\n-- \nBen"
+
+
+def test_html_white_space_pre_and_an_unclosed_head() -> None:
+    markup = (
+        "<html><head><meta charset=utf-8><title>Re: Please critique</title><body>"
+        '<div>so much depends</div><div><span style="white-space:pre">\t</span>upon</div>'
+        '<div style="white-space: pre-wrap">a red wheel\n   barrow</div></body></html>'
+    )
+    assert html_to_text(markup) == "so much depends\n\tupon\na red wheel\n   barrow"

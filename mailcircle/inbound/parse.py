@@ -90,7 +90,8 @@ _BLOCKS = frozenset(
     " footer form h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section summary table"
     " tbody thead tfoot tr ul".split()
 )
-_HIDDEN = frozenset("head style script title template noscript".split())
+_HIDDEN = frozenset("style script title template noscript".split())
+_SHOWN_AS_WRITTEN = re.compile(r"white-space\s*:\s*pre", re.IGNORECASE)
 _COLLAPSIBLE = re.compile(r"[ \t\r\n\f]+")
 QUOTE_DEPTH = 20  # deeper blockquotes read as this deep (no mail nests more; a hostile one
 # would otherwise make every line as long as its depth)
@@ -110,7 +111,9 @@ class _TextFromHTML(HTMLParser):
         self.lines: list[str] = []
         self.current: list[str] = []
         self.depth = 0  # blockquotes open
-        self.hidden = 0  # hidden elements open
+        self.hidden = 0  # hidden elements open (<style>, <script> ...)
+        self.head = False  # in <head> (until <body> or the first visible block)
+        self.styled: list[bool] = []  # open <span>/<div>: does each keep white space?
         self.pre = 0
         self.pre_starts = False
         self.blank_wanted = False
@@ -139,11 +142,22 @@ class _TextFromHTML(HTMLParser):
             self._end_line()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _HIDDEN:
+        if tag == "head":
+            self.head = True
+        elif tag in _HIDDEN:
             self.hidden += 1
         elif self.hidden:
             return
-        elif tag == "br":
+        if tag == "body" or tag == "br" or tag in _BLOCKS:
+            self.head = False  # a browser ends <head> there, closed or not
+        if tag in ("span", "div"):
+            # Apple Mail's tabs, and some clients' whole text: style="white-space: pre"
+            kept = any(
+                name == "style" and _SHOWN_AS_WRITTEN.search(value or "") for name, value in attrs
+            )
+            self.styled.append(kept)
+            self.pre += kept
+        if tag == "br":
             self._end_line()
         elif tag in _BLOCKS:
             self._break()
@@ -163,11 +177,15 @@ class _TextFromHTML(HTMLParser):
             self._break()
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in _HIDDEN:
+        if tag == "head":
+            self.head = False
+        elif tag in _HIDDEN:
             self.hidden = max(0, self.hidden - 1)
         elif self.hidden:
             return
-        elif tag in ("td", "th"):
+        if tag in ("span", "div") and self.styled:
+            self.pre -= self.styled.pop()
+        if tag in ("td", "th"):
             if self.current and not self.current[-1].endswith(" "):
                 self.current.append(" ")  # cells of a row read apart
         elif tag in _BLOCKS:
@@ -182,7 +200,7 @@ class _TextFromHTML(HTMLParser):
                 self.blank_wanted = True
 
     def handle_data(self, data: str) -> None:
-        if self.hidden:
+        if self.hidden or self.head:
             return
         if self.pre:
             text = data.replace("\r\n", "\n").replace("\r", "\n")
