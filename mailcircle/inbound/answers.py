@@ -13,12 +13,12 @@ from mailcircle import addresses
 from mailcircle.circle import assignments, bounces, members
 from mailcircle.clock import iso, parse_iso
 from mailcircle.errors import Hold, Ignore
-from mailcircle.inbound.parse import parse
 from mailcircle.inbound.reply import trim_reply
 from mailcircle.outbound import compose
 
 if TYPE_CHECKING:
     from mailcircle.inbound.process import Job, Worker
+    from mailcircle.inbound.reply import Trimmed
 
 
 def _detect(raw: bytes) -> tuple[list[str], list[str]]:
@@ -60,11 +60,7 @@ class Answers:
                 f"not from the reviewer {reviewer.email}; held for a moderator"
             )
         job.answer_to = reviewer.email
-        submission = assignments.get_submission(self.db, assignment["submission_id"])
-        # We know what we sent: our own lines in the reply (quoted or not) are not the
-        # reviewer's words; the draft's lines a comment answers stay beside it.
-        sent = self._sent_text(assignment["message_id"])
-        reply = trim_reply(mail.text, ours=[sent] if sent else [], draft=submission["body"])
+        reply = self._trim_against_assignment(mail.text, assignment)
         if not reply.text.strip():
             if mail.defects:
                 raise Hold(
@@ -74,6 +70,7 @@ class Answers:
             raise Hold(f"a reply from {reviewer.email} to an assignment with no words of its own")
         now = self.clock.now()
         late = now > parse_iso(assignment["due_at"])
+        submission = assignments.get_submission(self.db, assignment["submission_id"])
         author = members.get_by_id(self.db, submission["member_id"])
         token = secrets.token_hex(12)
         delivery = self.composer.compose(
@@ -133,13 +130,19 @@ class Answers:
             f"from {reviewer.email} delivered to {author.email}"
         )
 
-    def _sent_text(self, message_id: str) -> str:
-        """The text of a mail the circle sent (from the outbox), '' when it is not there."""
-        if not message_id:
-            return ""
-        query = "SELECT raw FROM outbox WHERE message_id = ?"
-        row = self.db.execute(query, [message_id]).fetchone()
-        return parse(row[0]).text if row else ""
+    def _trim_against_assignment(self, text: str, assignment: dict[str, Any]) -> Trimmed:
+        """The reviewer's words. We know what we sent: our own lines in the reply (quoted or
+        not) are not theirs; the draft's lines a comment answers stay beside it. The
+        assignment mail is read back from the outbox (its Message-ID is on the row)."""
+        from mailcircle.inbound.parse import parse
+
+        row = None
+        if assignment["message_id"]:
+            query = "SELECT raw FROM outbox WHERE message_id = ?"
+            row = self.db.execute(query, [assignment["message_id"]]).fetchone()
+        sent = parse(row[0]).text if row else ""
+        submission = assignments.get_submission(self.db, assignment["submission_id"])
+        return trim_reply(text, ours=[sent] if sent else [], draft=submission["body"])
 
     def away(self, job: Job, reason: str) -> str:
         """An automatic answer to an assignment: the reviewer is away. Pause, pass work on."""
