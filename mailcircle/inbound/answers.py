@@ -20,6 +20,7 @@ from mailcircle.outbound import compose, sent
 
 if TYPE_CHECKING:
     from mailcircle.inbound.process import Job, Worker
+    from mailcircle.inbound.reply import Trimmed
 
 
 def _detect(raw: bytes) -> tuple[list[str], list[str]]:
@@ -84,7 +85,7 @@ class Answers:
                 ),
             )
         self.worker.senders.require(job, reviewer, "a critique")
-        reply = trim_reply(mail.text)
+        reply = self._trim_against_assignment(mail.text, assignment)
         if not reply.text.strip():
             if mail.defects:
                 raise Hold(
@@ -153,6 +154,20 @@ class Answers:
             f"{'late ' if late else ''}critique #{critique_id} of {submission['title']!r} "
             f"from {reviewer.email} delivered to {author.email}"
         )
+
+    def _trim_against_assignment(self, text: str, assignment: dict[str, Any]) -> Trimmed:
+        """The reviewer's words. We know what we sent: our own lines in the reply (quoted or
+        not) are not theirs; the draft's lines a comment answers stay beside it. The
+        assignment mail is read back from the outbox (its Message-ID is on the row)."""
+        from mailcircle.inbound.parse import parse
+
+        row = None
+        if assignment["message_id"]:
+            query = "SELECT raw FROM outbox WHERE message_id = ?"
+            row = self.db.execute(query, [assignment["message_id"]]).fetchone()
+        sent = parse(row[0]).text if row else ""
+        submission = assignments.get_submission(self.db, assignment["submission_id"])
+        return trim_reply(text, ours=[sent] if sent else [], draft=submission["body"])
 
     def away(self, job: Job, reason: str) -> str:
         """An automatic answer to an assignment: the reviewer is away. Pause, pass work on."""
