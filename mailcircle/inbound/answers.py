@@ -210,7 +210,13 @@ class Answers:
         if sender.status == members.LEFT:
             raise Hold(f"a reply about critique #{critique['id']} from {sender.email}, who left")
         self.worker.senders.require(job, sender, "a reply about a critique")
-        words = trim_reply(mail.text).text
+        # We know what we sent: the mail they answer (the delivered critique, or the last
+        # relayed reply) is not their words, quoted or not.
+        ours = sent.answered(
+            self.db,
+            (mail.in_reply_to, *reversed(mail.references), critique["delivered_message_id"]),
+        )
+        words = trim_reply(mail.text, ours=[ours.text] if ours else []).text
         if not words.strip():
             raise Hold(f"a reply from {sender.email} about a critique with no words of its own")
         job.answer_to = receiver.email
@@ -284,7 +290,7 @@ class Answers:
             self.db, (mail.in_reply_to, *reversed(mail.references))
         )
         what = ANSWERED.get(ours.purpose, "the circle's mail") if ours else "the circle's mail"
-        words = trim_reply(mail.text).text
+        words = trim_reply(mail.text, ours=[ours.text] if ours else []).text
         if not words.strip() or is_thanks(words):
             return f"a note from {member.email} in reply to {what}: thanks, recorded"
         senders = self.worker.senders
