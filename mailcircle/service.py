@@ -29,9 +29,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlite_utils import Database
+
 from mailcircle import db as database
+from mailcircle import logs
+from mailcircle.circle import bounces
 from mailcircle.clock import Clock, SystemClock
 from mailcircle.config import Settings
+from mailcircle.errors import RecipientRefused
 from mailcircle.inbound import spool
 from mailcircle.inbound.budget import Budget, no_core_dumps
 from mailcircle.inbound.imap import ImapPoller
@@ -40,7 +45,8 @@ from mailcircle.inbound.smtp import EdgeGate, InboundServer
 from mailcircle.inbound.verify import SenderCheck
 from mailcircle.lease import Lease
 from mailcircle.outbound.compose import Composer
-from mailcircle.outbound.deliver import Transport, deliver_due, transport_for
+from mailcircle.outbound.deliver import OnRefused, Sender, Transport, transport_for
+from mailcircle.outbound.outbox import Outgoing
 from mailcircle.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -151,7 +157,7 @@ class Service:
             )
             self._spawn("scheduler", lambda: scheduler.run(self._stopping))
             return
-        level = logging.getLogger().level
+        level = _log_setup()
         events = (self._stopping, self._inbox_wake, self._outbox_wake)
         args = (self.settings, level, os.getpid(), *events, self.poll_seconds, self.gate)
         worker = _Child("worker", _worker_process, args, self._stopping, self._charge)
@@ -222,6 +228,7 @@ class Service:
         send_loop(
             self.settings,
             self.clock,
+            self.composer,
             self.transport,
             self._stopping,
             self._outbox_wake,
@@ -269,6 +276,7 @@ def work_loop(
 def send_loop(
     settings: Settings,
     clock: Clock,
+    composer: Composer,
     transport: Transport,
     stopping: Any,
     outbox_wake: Any,
@@ -276,17 +284,30 @@ def send_loop(
 ) -> None:
     """Deliver what is due until told to stop; woken when the worker queues mail."""
     db = database.connect(settings.database)
+    sender = Sender(db, clock, transport, on_refused=bounce_recorder(clock, composer))
     try:
         while not stopping.is_set():
             outbox_wake.clear()
             try:
-                if deliver_due(db, clock, transport):
+                if sender.deliver_due():
                     continue  # more may be due already
             except Exception:
                 log.exception("the sender hit an error; it will try again")
             outbox_wake.wait(poll_seconds)
+            transport.close_idle()
     finally:
         db.close()
+
+
+def bounce_recorder(clock: Clock, composer: Composer) -> OnRefused:
+    """Records a relay's 5xx for a member's address as a bounce against that member."""
+
+    def record(db: Database, mail: Outgoing, err: RecipientRefused) -> str:
+        return bounces.refused_by_relay(
+            db, clock, composer, mail.circle_id, mail.rcpt_to, mail.id, err.status
+        )
+
+    return record
 
 
 def disk_warning(db_path: Path) -> str:
@@ -380,7 +401,16 @@ class _ChildStop:
         return self.is_set()
 
 
-def _become_child(level: int, parent: int, shared_stop: Any) -> _ChildStop:
+def _log_setup() -> tuple[str, str]:
+    """This process's log level and format, for the processes it starts."""
+    number = logging.getLogger("mailcircle").getEffectiveLevel()
+    level = logging.getLevelName(number).lower()
+    root = logging.getLogger()
+    json_lines = any(isinstance(h.formatter, logs.JsonFormatter) for h in root.handlers)
+    return (level if level in logs.LEVELS else "info", "json" if json_lines else "text")
+
+
+def _become_child(level: tuple[str, str], parent: int, shared_stop: Any) -> _ChildStop:
     """Die with the parent, write no core files, yield the CPU to the edge, leave Ctrl-C
     to the parent, and on SIGTERM finish the mail at hand, then stop."""
     try:
@@ -397,16 +427,13 @@ def _become_child(level: int, parent: int, shared_stop: Any) -> _ChildStop:
     stopping = _ChildStop(shared_stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    logging.basicConfig(
-        level=level or logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.setup(*level)
     return stopping
 
 
 def _worker_process(
     settings: Settings,
-    level: int,
+    level: tuple[str, str],
     parent: int,
     stopping: Any,
     inbox_wake: Any,
@@ -428,7 +455,7 @@ def _worker_process(
 
 def _scheduler_process(
     settings: Settings,
-    level: int,
+    level: tuple[str, str],
     parent: int,
     stopping: Any,
     inbox_wake: Any,
@@ -443,7 +470,7 @@ def _scheduler_process(
 
 def _sender_process(
     settings: Settings,
-    level: int,
+    level: tuple[str, str],
     parent: int,
     stopping: Any,
     inbox_wake: Any,
@@ -453,8 +480,9 @@ def _sender_process(
 ) -> None:
     stopping = _become_child(level, parent, stopping)
     transport = transport_for(settings.outbound)
+    clock = SystemClock()
     try:
-        send_loop(settings, SystemClock(), transport, stopping, outbox_wake, poll_seconds)
+        send_loop(settings, clock, Composer(clock), transport, stopping, outbox_wake, poll_seconds)
     finally:
         transport.close()
 
@@ -469,7 +497,7 @@ def process_once(settings: Settings) -> int:
         gate = EdgeGate()
         args = (
             settings,
-            logging.getLogger().level,
+            _log_setup(),
             os.getpid(),
             stopping,
             inbox,
@@ -502,7 +530,7 @@ def _settled(db: Any) -> int:
 
 def _worker_until_idle(
     settings: Settings,
-    level: int,
+    level: tuple[str, str],
     parent: int,
     stopping: Any,
     inbox_wake: Any,
