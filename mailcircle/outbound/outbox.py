@@ -87,6 +87,65 @@ def queue(
     return int(cursor.lastrowid or 0)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A mail made ready for the outbox before the transaction that queues it (the costly
+    part, turning it into bytes, done outside the write lock)."""
+
+    circle_id: int | None
+    purpose: str
+    message_id: str
+    mail_from: str
+    rcpt_to: str
+    raw: bytes
+    spool_id: int | None = None
+
+
+def prepare(
+    message: Message,
+    *,
+    circle_id: int | None,
+    purpose: str,
+    mail_from: str,
+    rcpt_to: str = "",
+    spool_id: int | None = None,
+) -> Prepared:
+    """``rcpt_to`` saves reading the To: header back when the caller knows it."""
+    return Prepared(
+        circle_id,
+        purpose,
+        message["Message-ID"],
+        mail_from,
+        rcpt_to or recipient_of(message),
+        message.as_bytes(policy=WIRE),
+        spool_id,
+    )
+
+
+def queue_prepared(db: Database, mails: list[Prepared], *, now: datetime) -> None:
+    """Queue many prepared mails at once. Call inside the transaction making the change."""
+    db.conn.executemany(
+        "INSERT INTO outbox (circle_id, purpose, message_id, mail_from, rcpt_to, raw, status,"
+        " attempts, next_attempt_at, spool_id, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+        (
+            (
+                m.circle_id,
+                m.purpose,
+                m.message_id,
+                m.mail_from,
+                m.rcpt_to,
+                m.raw,
+                QUEUED,
+                iso(now),
+                m.spool_id,
+                iso(now),
+            )
+            for m in mails
+        ),
+    )
+
+
 def recipient_of(message: Message) -> str:
     """The address in the To: header."""
     return getaddresses([str(message["To"])])[0][1]
