@@ -13,6 +13,8 @@ from datetime import timedelta
 
 import pytest
 from conftest import MAILS, draft
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_process import spool_one
 
 from mailcircle.circle import assignments, circles, submissions
@@ -20,7 +22,7 @@ from mailcircle.clock import FakeClock, iso
 from mailcircle.db import transaction
 from mailcircle.inbound.process import Worker
 from mailcircle.outbound import outbox
-from mailcircle.outbound.compose import Composer
+from mailcircle.outbound.compose import CONTEXTS, Assignment, Composer, sample_context
 from mailcircle.scheduler import run_due
 
 PAST_ROUNDS = 25
@@ -281,3 +283,38 @@ def test_a_reply_threads_to_the_last_assignment_it_names(db, clock, aged) -> Non
     found = assignments.find_by_message_ids(db, ("<a5@x>", "", "<nothing@x>", "<a7@x>", ""))
     assert found is not None and found["id"] == 7
     assert assignments.find_by_message_ids(db, ("", "<nothing@x>")) is None
+
+
+def _circle() -> circles.Circle:
+    return circles.Circle(1, "poets@example.org", "Poëts", {})
+
+
+@pytest.mark.parametrize("name", sorted(CONTEXTS))
+def test_the_fast_wire_form_is_the_email_packages_byte_for_byte(name: str) -> None:
+    composer = Composer(FakeClock())
+    attachments = (("draft.txt", "text/plain", b"a\nb\r\n"), ("p.pdf", "application/pdf", b"%PDF"))
+    for extra in ({}, {"attachments": attachments}):
+        message = composer.compose(
+            _circle(), name, sample_context(name), to="ann@example.net", **extra
+        )
+        assert outbox.wire_bytes(message) == message.as_bytes(policy=outbox.WIRE)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab é\r\n\t>From-=."), max_size=3000))
+def test_any_text_has_the_same_wire_form(text: str) -> None:
+    composer = Composer(FakeClock())
+    context = Assignment(
+        reviewer_name="Ann",
+        author_name="Bén",
+        circle_name="Poets",
+        title=text[:40],
+        word_count=1,
+        asks=text[:200],
+        draft=text,
+        due="soon",
+        backup=False,
+        attachments="",
+    )
+    message = composer.compose(_circle(), "assignment", context, to="ann@example.net")
+    assert outbox.wire_bytes(message) == message.as_bytes(policy=outbox.WIRE)
