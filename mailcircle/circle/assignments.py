@@ -208,6 +208,7 @@ def _snapshot(db: Database) -> Iterator[None]:
 
 
 def _prepare(db: Database, clock: Clock, composer: compose.Composer, circle: Circle) -> _Prepared:
+    circle = settled(circle)  # its settings are asked for a few times per mail
     inputs = round_input(db, circle)
     plan = plan_round(inputs)
     due = clock.now() + timedelta(days=circle.config.critique_days)
