@@ -29,7 +29,6 @@ from mailcircle.circle.assign import (
     RoundInput,
     RoundPlan,
     RoundSettings,
-    held_back_members,
     plan_round,
 )
 from mailcircle.circle.circles import Circle
@@ -101,12 +100,6 @@ def history(
     return tuple(
         PastAssignment(n, reviewer, author, bool(done)) for n, reviewer, author, done in rows
     )
-
-
-def held_back(db: Database, circle: Circle, member_id: int) -> bool:
-    """Whether a member takes without giving (their drafts wait), from their own history."""
-    past = history(db, circle, reviewer_id=member_id)
-    return member_id in held_back_members(past, round_settings(circle))
 
 
 def next_round_number(db: Database, circle: Circle) -> int:
