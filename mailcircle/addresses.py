@@ -1,7 +1,8 @@
 """The address scheme: ``circle[+action[-token]]@domain``.
 
 ``poets@example.org`` takes drafts; ``poets+help@example.org`` is a command;
-``poets+c-TOKEN@example.org`` and friends carry a token for one member and one purpose.
+``poets+c-TOKEN@example.org`` and friends carry a token for one member and one purpose;
+``poets+talk@example.org`` is the circle's discussion (a post goes to every member).
 Any ``+suffix`` of a circle's address belongs to that circle.
 """
 
@@ -16,6 +17,11 @@ SEPARATORS = ("+", "-")  # MTAs differ: Postfix and most providers use +, qmail 
 CRITIQUE = "c"  # poets+c-TOKEN@: the Reply-To of an assignment
 REPLY = "r"  # poets+r-TOKEN@: the Reply-To of a delivered critique
 BOUNCE = "bounce"  # poets+bounce@: the envelope sender of everything the circle sends
+NOTE = "note"  # poets+note@: the Reply-To of acknowledgements, receipts and answers
+CONFIRM = "confirm"  # poets+confirm-TOKEN@: joining, leaving, or a held mail's release
+# poets+talk@: a post to every member. poets+talk-each@, -digest@, -off@, -self@, -noself@
+# are each member's reading choices (the token is the choice, not a secret).
+TALK = "talk"
 
 
 @dataclass(frozen=True)

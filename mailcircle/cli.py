@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import logging
+import os
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,9 @@ from sqlite_utils import Database
 
 from mailcircle import __version__, config
 from mailcircle import db as database
-from mailcircle.circle import circles, members
+from mailcircle.circle import circles, holds, members
 from mailcircle.clock import SystemClock
+from mailcircle.db import transaction
 from mailcircle.errors import MailcircleError
 from mailcircle.inbound import spool
 from mailcircle.outbound import outbox
@@ -176,6 +179,12 @@ def circle_show(state: _State, circle_address: str) -> None:
         ),
         ("SETTING", "VALUE", "MEANING"),
     )
+    if found.config.sender_check == "accept":
+        click.echo(
+            "Warning: sender_check is accept: this circle believes the From: header, so anyone "
+            "who knows a member's address can act as them. Use it for a private test circle "
+            "only (see SECURITY.md)."
+        )
 
 
 # --- engagement days ----------------------------------------------------------------------
@@ -219,6 +228,26 @@ def engagement_list(state: _State, circle_address: str) -> None:
         click.echo(f"{found.name} has no engagement day yet.")
         return
     _table(((r["day"], r["yes"], r["topic"]) for r in rows), ("DATE", "YES", "TOPIC"))
+
+
+@engagement_group.command("agenda")
+@click.argument("circle_address", metavar="CIRCLE")
+@click.argument("day", metavar="DATE")
+@click.argument("item", metavar="ITEM")
+@pass_state
+def engagement_agenda(state: _State, circle_address: str, day: str, item: str) -> None:
+    """Put ITEM on the agenda of CIRCLE's engagement day on DATE (YYYY-MM-DD). Those who
+    said yes get the agenda in the kick-off mail on the morning of the day (moderators can
+    also mail ITEM as the subject to poets+agenda@)."""
+    from mailcircle.circle import engagement
+    from mailcircle.db import transaction
+
+    found = circles.get(state.db, circle_address)
+    with transaction(state.db):
+        text = engagement.add_item(
+            state.db, state.clock, engagement.find_day(state.db, found, day), item, "cli"
+        )
+    click.echo(f"{found.name}: on the agenda of {day}: {text}")
 
 
 # --- templates ----------------------------------------------------------------------------
@@ -411,6 +440,21 @@ def members_remove(state: _State, circle_address: str, email: str) -> None:
     click.echo(f"Removed {member.email} from {found.name}.")
 
 
+def _private_files(command: Callable[..., None]) -> Callable[..., None]:
+    """Run a command that works the circle with umask 077: the database, its -wal and -shm
+    files and the Maildir are for the service alone (drafts are private)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        previous = os.umask(0o077)
+        try:
+            command(*args, **kwargs)
+        finally:
+            os.umask(previous)
+
+    return run
+
+
 # --- inbox and outbox ---------------------------------------------------------------------
 
 
@@ -484,6 +528,26 @@ def inbox_retry(state: _State, spool_id: int) -> None:
     click.echo(f"Inbound #{mail.id} is queued to be processed again.")
 
 
+@inbox.command("release")
+@click.argument("spool_id", metavar="ID", type=int)
+@pass_state
+def inbox_release(state: _State, spool_id: int) -> None:
+    """Let a held mail act as if its sender had confirmed it (a moderator's decision)."""
+    with transaction(state.db):
+        holds.release(state.db, state.clock, spool_id, "a moderator (command line)")
+    click.echo(f"Inbound #{spool_id} is released; the running service acts on it now.")
+
+
+@inbox.command("discard")
+@click.argument("spool_id", metavar="ID", type=int)
+@pass_state
+def inbox_discard(state: _State, spool_id: int) -> None:
+    """Never act on a held mail (it is kept, marked ignored); its confirmation links close."""
+    with transaction(state.db):
+        holds.discard(state.db, state.clock, spool_id, "a moderator (command line)")
+    click.echo(f"Inbound #{spool_id} is discarded; it will not act.")
+
+
 @main.group(cls=_Group, name="outbox")
 def outbox_group() -> None:
     """Outgoing mail: queued, sent and failed."""
@@ -528,6 +592,7 @@ def outbox_list(state: _State, status: str | None, limit: int) -> None:
     "Default: only when no settings file is in use.",
 )
 @pass_state
+@_private_files
 def serve(state: _State, log_level: str, sample: bool | None) -> None:
     """Run the circle: SMTP (and LMTP) server, worker and outgoing mail, until stopped.
 
@@ -569,7 +634,9 @@ def serve(state: _State, log_level: str, sample: bool | None) -> None:
             f"'{SAMPLE_MEMBER}', ['{SAMPLE_CIRCLE}'], b'From: {SAMPLE_MEMBER}\\r\\n"
             f"To: {SAMPLE_CIRCLE}\\r\\nSubject: My first poem\\r\\n\\r\\nso much depends\\r\\n"
             f"upon\\r\\n')\"\n"
-            f"and the acknowledgement appears in {out.maildir}/new/."
+            f"and the acknowledgement appears in {out.maildir}/new/.\n"
+            "The sample circle believes the From: header (sender_check = accept); a circle "
+            "you create checks senders (see SECURITY.md)."
         )
     elif no_circles and not created:
         click.echo(
@@ -607,6 +674,7 @@ def _run_until_stopped(service: Any) -> None:
 @click.option("--once", is_flag=True, help="Take what is in the folder now, process it, and exit.")
 @_LOG_LEVEL
 @pass_state
+@_private_files
 def poll(state: _State, once: bool, log_level: str) -> None:
     """Run the circle from an IMAP mailbox (the [imap] settings) instead of an SMTP server.
 
@@ -617,6 +685,7 @@ def poll(state: _State, once: bool, log_level: str) -> None:
     """
     from mailcircle.inbound.imap import NETWORK_ERRORS, ImapPoller, poll_folder_once
     from mailcircle.inbound.process import Worker
+    from mailcircle.inbound.verify import SenderCheck
     from mailcircle.outbound.compose import Composer
     from mailcircle.outbound.deliver import deliver_due, transport_for
     from mailcircle.service import Service
@@ -651,7 +720,12 @@ def poll(state: _State, once: bool, log_level: str) -> None:
     click.echo(f"Mailbox: {report}.")
     for problem in report.failed:
         click.echo(f"  not taken, {problem}")
-    worker = Worker(state.db, state.clock, Composer(state.clock))
+    worker = Worker(
+        state.db,
+        state.clock,
+        Composer(state.clock),
+        SenderCheck(settings.inbound.trusted_authserv_ids),
+    )
     processed = 0
     while batch := worker.process_pending():
         processed += batch
@@ -668,5 +742,7 @@ def poll(state: _State, once: bool, log_level: str) -> None:
 
 def _ensure_sample_circle(state: _State) -> circles.Circle:
     sample = circles.create(state.db, state.clock, SAMPLE_CIRCLE, "Poets")
+    # A local sample has no DKIM signatures to check: it believes From: (sender_check accept).
+    sample = circles.set_setting(state.db, sample, "sender_check", "accept")
     members.add(state.db, state.clock, sample, SAMPLE_MEMBER, "You")
     return sample

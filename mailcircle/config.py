@@ -37,6 +37,8 @@ class InboundSettings:
     smtp: HostPort | None = HostPort("127.0.0.1", 8025)
     lmtp: HostPort | None = None
     max_message_bytes: int = 26_214_400
+    # authserv-ids of receiving servers whose Authentication-Results headers are believed
+    trusted_authserv_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,10 @@ DOCUMENTED_KEYS: dict[str, tuple[str, str]] = {
     ),
     "inbound.lmtp": ('""', 'host:port for an LMTP server (e.g. "127.0.0.1:8024"); empty: none'),
     "inbound.max_message_bytes": ("26214400", "larger mail is refused during the SMTP dialogue"),
+    "inbound.trusted_authserv_ids": (
+        "[]",
+        "authserv-ids of your own receiving servers whose Authentication-Results are believed",
+    ),
     "outbound.relay": (
         '""',
         "host:port of the SMTP relay; empty: write every outgoing mail to the maildir",
@@ -178,6 +184,16 @@ def _take(table: dict[str, Any], key: str, prefix: str, kind: type, default: Any
     return value
 
 
+def _names(table: dict[str, Any], key: str, prefix: str) -> tuple[str, ...]:
+    """A list of non-empty names (e.g. authserv-ids), lower case."""
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(
+            f'setting {prefix}{key} must be a list of names like ["mx.example.org"], not {value!r}'
+        )
+    return tuple(v.strip().lower() for v in value)
+
+
 def _kind_name(kind: type) -> str:
     return {str: "a string", int: "a whole number", bool: "true or false"}[kind]
 
@@ -198,7 +214,7 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> S
     for name, table in (("inbound", inbound), ("outbound", outbound), ("imap", imap)):
         if not isinstance(table, dict):
             raise ConfigError(f"setting {name} must be a table ([{name}]), not {table!r}")
-    _check_known(inbound, "inbound.", {"smtp", "lmtp", "max_message_bytes"})
+    _check_known(inbound, "inbound.", {"smtp", "lmtp", "max_message_bytes", "trusted_authserv_ids"})
     _check_known(
         outbound, "outbound.", {"relay", "starttls", "user", "password_env", "maildir", "ca_file"}
     )
@@ -228,7 +244,12 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> S
 
     return Settings(
         database=base / database,
-        inbound=InboundSettings(smtp=smtp, lmtp=lmtp, max_message_bytes=max_bytes),
+        inbound=InboundSettings(
+            smtp=smtp,
+            lmtp=lmtp,
+            max_message_bytes=max_bytes,
+            trusted_authserv_ids=_names(inbound, "trusted_authserv_ids", "inbound."),
+        ),
         outbound=OutboundSettings(
             relay=parse_host_port("outbound.relay", outbound.get("relay", "")),
             starttls=_take(outbound, "starttls", "outbound.", bool, False),

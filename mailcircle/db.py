@@ -12,6 +12,7 @@ recorded in ``_sqlite_migrations`` and never edited.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -248,6 +249,101 @@ def _digests_and_engagement_days(db: Database) -> None:
     )
 
 
+@migrations(name="0007_senders")
+def _senders(db: Database) -> None:
+    db.executescript(
+        """
+        -- A confirmation may be bound to one held inbound mail: purpose 'held' (the member
+        -- confirms it was them) or 'moderate' (a moderator releases or discards it).
+        ALTER TABLE confirmations ADD COLUMN spool_id INTEGER REFERENCES spool(id);
+        CREATE INDEX confirmations_spool ON confirmations (spool_id);
+        -- What the circle remembers about one sender's recent mail, for caps and loops:
+        -- kind 'body' (a hash of a mail's text), 'loop' (a mail that looked automatic),
+        -- 'capped' (answers to the address were capped; moderators told).
+        CREATE TABLE sender_marks (
+            circle_id INTEGER NOT NULL REFERENCES circles(id),
+            email TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            value TEXT NOT NULL DEFAULT '',
+            at TEXT NOT NULL
+        );
+        CREATE INDEX sender_marks_recent ON sender_marks (circle_id, email, kind, at);
+        -- Answers sent to one address lately (the cap), and our recent mail to a member.
+        CREATE INDEX outbox_recipient ON outbox (rcpt_to, created_at);
+        """
+    )
+
+
+@migrations(name="0011_talk")
+def _talk(db: Database) -> None:
+    # Copies of one talk post share the author's Message-ID (so every client threads them),
+    # so the outbox is unique per Message-ID and recipient instead of per Message-ID alone.
+    # SQLite cannot drop a constraint: the table is rebuilt, every other index kept as it was.
+    indexes = [
+        sql
+        for (sql,) in db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox'"
+            " AND sql IS NOT NULL"
+        ).fetchall()
+    ]
+    columns = [row[1] for row in db.execute("PRAGMA table_info(outbox)").fetchall()]
+    (table_sql,) = db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'"
+    ).fetchone()
+    rebuilt = table_sql.replace("message_id TEXT NOT NULL UNIQUE", "message_id TEXT NOT NULL", 1)
+    rebuilt = rebuilt.replace("CREATE TABLE outbox", "CREATE TABLE outbox_rebuilt", 1)
+    listed = ", ".join(columns)
+    db.execute(rebuilt)
+    db.execute(f"INSERT INTO outbox_rebuilt ({listed}) SELECT {listed} FROM outbox")
+    db.execute("DROP TABLE outbox")
+    db.execute("ALTER TABLE outbox_rebuilt RENAME TO outbox")
+    for sql in indexes:
+        db.execute(sql)
+    db.executescript(
+        """
+        CREATE UNIQUE INDEX outbox_message_rcpt ON outbox (message_id, rcpt_to);
+        -- How each member reads the circle's talk: each (every post as it comes), digest
+        -- (inside the weekly digest), off; and whether they get a copy of their own posts.
+        ALTER TABLE members ADD COLUMN talk TEXT NOT NULL DEFAULT 'each';
+        ALTER TABLE members ADD COLUMN talk_self INTEGER NOT NULL DEFAULT 0;
+        -- Every post distributed through poets+talk@, once.
+        CREATE TABLE talk_posts (
+            id INTEGER PRIMARY KEY,
+            circle_id INTEGER NOT NULL REFERENCES circles(id),
+            member_id INTEGER NOT NULL REFERENCES members(id),
+            spool_id INTEGER NOT NULL REFERENCES spool(id),
+            message_id TEXT NOT NULL,              -- the author's own, kept on every copy
+            parent_id INTEGER REFERENCES talk_posts(id),  -- the post it answers, if known
+            thread_id INTEGER,                     -- the first post of its conversation
+            subject TEXT NOT NULL,                 -- without Re: and the circle's tag
+            body TEXT NOT NULL,
+            word_count INTEGER NOT NULL,
+            engagement_id INTEGER REFERENCES engagement_days(id),  -- posted on that day
+            posted_at TEXT NOT NULL,
+            UNIQUE (circle_id, message_id)
+        );
+        CREATE INDEX talk_posts_time ON talk_posts (circle_id, posted_at);
+        CREATE INDEX talk_posts_message ON talk_posts (message_id);
+        -- Engagement days: the kick-off mail on the day (its Message-ID heads the day's
+        -- thread), and agenda items moderators add by mail or command line.
+        ALTER TABLE engagement_days ADD COLUMN kickoff_sent_at TEXT;
+        ALTER TABLE engagement_days ADD COLUMN kickoff_message_id TEXT NOT NULL DEFAULT '';
+        CREATE TABLE engagement_agenda (
+            id INTEGER PRIMARY KEY,
+            engagement_id INTEGER NOT NULL REFERENCES engagement_days(id),
+            item TEXT NOT NULL,
+            added_by TEXT NOT NULL DEFAULT '',     -- who added it (an address or 'cli')
+            created_at TEXT NOT NULL
+        );
+        -- Held talk posts moderators were told about (the scheduler's memory).
+        CREATE TABLE talk_held_notices (
+            spool_id INTEGER PRIMARY KEY REFERENCES spool(id),
+            sent_at TEXT NOT NULL
+        );
+        """
+    )
+
+
 @migrations(name="0008_perf")
 def _perf(db: Database) -> None:
     db.executescript(
@@ -256,6 +352,7 @@ def _perf(db: Database) -> None:
         -- per run reads through one of these, never the whole of a growing table.
         CREATE INDEX IF NOT EXISTS submissions_queue ON submissions (circle_id, status, id);
         CREATE INDEX IF NOT EXISTS submissions_member ON submissions (member_id, status);
+        CREATE INDEX IF NOT EXISTS submissions_time ON submissions (circle_id, submitted_at);
         CREATE INDEX IF NOT EXISTS assignments_round ON assignments (round_id);
         CREATE INDEX IF NOT EXISTS assignments_reviewer_round
             ON assignments (reviewer_id, round_id);
@@ -276,6 +373,7 @@ def connect(path: str | Path) -> Database:
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise MailcircleError(f"the folder for the database, {path.parent}, does not exist")
+    _create_private(path)
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -288,6 +386,19 @@ def connect(path: str | Path) -> Database:
     except sqlite3.DatabaseError as err:
         raise MailcircleError(f"cannot open the database {path}: {err}") from None
     return db
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner alone (drafts are private). SQLite
+    gives its -wal and -shm files the same permissions as the database file."""
+    if path.exists():
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as err:
+        raise MailcircleError(f"cannot create the database {path}: {err.strerror}") from None
 
 
 # In queries, "+column" keeps SQLite from choosing an index on that column: used where, for

@@ -7,6 +7,8 @@ worker can record one sentence a moderator understands.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class MailcircleError(Exception):
     """Base of every error mailcircle raises on purpose. ``str(err)`` is a sentence for humans."""
@@ -45,6 +47,15 @@ class Outcome(MailcircleError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+        # What must still happen although the step's own changes are rolled back (e.g.
+        # remembering that a stranger was told, asking a member to confirm): run by the
+        # worker inside the transaction that records the outcome; each returns a clause
+        # for the outcome sentence ('' for none).
+        self.effects: list[Callable[[], str]] = []
+
+    def then(self, effect: Callable[[], str]) -> Outcome:
+        self.effects.append(effect)
+        return self
 
 
 class Hold(Outcome):

@@ -17,7 +17,7 @@ import schedule
 from sqlite_utils import Database
 
 from mailcircle import db as database
-from mailcircle.circle import assignments, circles, digest, engagement
+from mailcircle.circle import assignments, circles, digest, engagement, talk
 from mailcircle.circle.circles import Circle
 from mailcircle.circle.rounds import latest_start
 from mailcircle.clock import Clock, iso, parse_iso
@@ -34,11 +34,14 @@ class DueReport:
     expired: int = 0
     digests: int = 0
     agendas: int = 0
+    talk: int = 0  # engagement-day kick-offs and notices of held talk posts
     errors: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.rounds or self.reminders or self.expired or self.digests or self.agendas)
+        return bool(
+            self.rounds or self.reminders or self.expired or self.digests or self.agendas
+        ) or bool(self.talk)
 
     def __str__(self) -> str:
         parts = self.rounds or ["no round due"]
@@ -48,6 +51,8 @@ class DueReport:
             f"{self.digests} digests",
             f"{self.agendas} agendas",
         ]
+        if self.talk:
+            parts.append(f"{self.talk} talk mails")
         if self.errors:
             parts.append(f"{len(self.errors)} errors")
         return "; ".join(parts)
@@ -75,6 +80,7 @@ def run_due(db: Database, clock: Clock, composer: Composer) -> DueReport:
             ("round", lambda c=circle: _round(db, clock, composer, c, report)),
             ("digests", lambda c=circle: _digests(db, clock, composer, c, report)),
             ("agendas", lambda c=circle: _agendas(db, clock, composer, c, report)),
+            ("talk", lambda c=circle: _talk(db, clock, composer, c, report)),
         )
         for name, job in jobs:
             try:
@@ -132,6 +138,13 @@ def _agendas(
     db: Database, clock: Clock, composer: Composer, circle: Circle, report: DueReport
 ) -> None:
     report.agendas += engagement.send_agendas(db, clock, composer, circle)
+
+
+def _talk(
+    db: Database, clock: Clock, composer: Composer, circle: Circle, report: DueReport
+) -> None:
+    report.talk += engagement.send_kickoffs(db, clock, composer, circle)
+    report.talk += talk.tell_about_held(db, clock, composer, circle)
 
 
 class Scheduler:

@@ -17,6 +17,7 @@ from mailcircle.config import Settings
 from mailcircle.inbound.imap import ImapPoller
 from mailcircle.inbound.process import Worker
 from mailcircle.inbound.smtp import InboundServer
+from mailcircle.inbound.verify import SenderCheck
 from mailcircle.outbound.compose import Composer
 from mailcircle.outbound.deliver import Transport, deliver_due, transport_for
 from mailcircle.scheduler import Scheduler
@@ -35,8 +36,10 @@ class Service:
         poll_seconds: float = 5.0,
         listen: bool = True,
         imap: bool = False,
+        sender_check: SenderCheck | None = None,
     ) -> None:
         self.settings = settings
+        self.sender_check = sender_check or SenderCheck(settings.inbound.trusted_authserv_ids)
         self.clock = clock or SystemClock()
         self.transport = transport or transport_for(settings.outbound)
         self.composer = composer or Composer(self.clock)
@@ -108,7 +111,7 @@ class Service:
 
     def _work(self) -> None:
         db = database.connect(self.settings.database)
-        worker = Worker(db, self.clock, self.composer)
+        worker = Worker(db, self.clock, self.composer, self.sender_check)
         try:
             while not self._stopping.is_set():
                 try:

@@ -122,6 +122,9 @@ def db(db_path: Path):  # noqa: ANN201
 def poets(db, clock):  # noqa: ANN001, ANN201
     """The circle Poets at poets@example.org with members Ann and Ben."""
     circle = circles.create(db, clock, "poets@example.org", "Poets")
+    # Test mail carries no DKIM signature: this circle believes From: (tests/test_attacks.py
+    # covers sender_check = verify).
+    circle = circles.set_setting(db, circle, "sender_check", "accept")
     members.add(db, clock, circle, "ann@example.net", "Ann")
     members.add(db, clock, circle, "ben@example.net", "Ben")
     return circle
@@ -196,6 +199,7 @@ def serve(tmp_path: Path, relay: CapturingRelay, smtp_port: int) -> Iterator[Ser
     )
     runner = Serve(config)
     runner.cli("circle", "create", "poets@example.org", "--name", "Poets")
+    runner.cli("circle", "set", "poets@example.org", "sender_check", "accept")
     runner.cli("members", "add", "poets@example.org", "ann@example.net", "--name", "Ann")
     runner.cli("members", "add", "poets@example.org", "ben@example.net", "--name", "Ben")
     yield runner

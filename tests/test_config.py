@@ -71,7 +71,7 @@ def test_relay_and_lmtp_are_read(tmp_path: Path) -> None:
         (
             '[inbound]\nsmpt = "x"\n',
             "unknown setting inbound.smpt (known here: inbound.lmtp, "
-            "inbound.max_message_bytes, inbound.smtp)",
+            "inbound.max_message_bytes, inbound.smtp, inbound.trusted_authserv_ids)",
         ),
         (
             'databse = "x.db"\n',

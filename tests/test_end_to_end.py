@@ -205,6 +205,7 @@ def test_oversize_mail_is_refused_with_552(tmp_path, relay, smtp_port) -> None:
     )
     runner = Serve(config)
     runner.cli("circle", "create", "poets@example.org", "--name", "Poets")
+    runner.cli("circle", "set", "poets@example.org", "sender_check", "accept")
     runner.start(smtp_port)
     try:
         with pytest.raises(smtplib.SMTPException) as refused:

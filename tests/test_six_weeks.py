@@ -40,6 +40,7 @@ class Circle:
         )
         self.clock = FakeClock(datetime.fromisoformat(START))
         self.cli("circle", "create", "poets@example.org", "--name", "Poets")
+        self.cli("circle", "set", "poets@example.org", "sender_check", "accept")
         for name in EVERYONE:
             self.cli(
                 "members", "add", "poets@example.org", f"{name}@example.net", "--name", name.title()

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlite_utils import Database
 
-from mailcircle.circle import assignments, engagement, members, rounds
+from mailcircle.circle import assignments, engagement, members, rounds, talk
 from mailcircle.circle.assign import held_back_members
 from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
@@ -135,6 +135,7 @@ class CircleWeek:
         ):
             self.open_work.setdefault(reviewer, []).append((title, author, due_at))
         self.engagement = engagement.next_day(db, circle, now)
+        self.talk = talk.TalkWeek(db, circle, now, self.names)  # conversations, milestones
         self._by_zone: dict[str, tuple[str, str]] = {}
 
     def dates(self, member: Member) -> tuple[str, str]:
@@ -184,6 +185,10 @@ def digest_context(week: CircleWeek, member: Member) -> compose.Digest:
         pause_address=circle.action_address("pause"),
         leave_address=circle.action_address("leave"),
         digest_off_address=circle.action_address("digest", "off"),
+        conversations=week.talk.conversations(member),
+        milestones=week.talk.milestones,
+        engagement_day=week.talk.engagement_day,
+        talk_address=talk.address(circle),
     )
 
 

@@ -13,6 +13,7 @@ from mailcircle.circle.circles import Circle
 from mailcircle.clock import Clock, iso
 from mailcircle.db import transaction
 from mailcircle.errors import AlreadyExists, MailcircleError, NotFound
+from mailcircle.outbound.compose import clean
 
 ACTIVE = "active"
 PAUSED = "paused"
@@ -34,6 +35,10 @@ class Member:
     def greeting_name(self) -> str:
         """What to call them in a mail: their name, else the part of the address before @."""
         return self.name or self.email.partition("@")[0]
+
+    def shown_as(self, circle_name: str) -> str:
+        """What other members see: their name, else "a member of Poets" (never an address)."""
+        return self.name or f"a member of {circle_name}"
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Member:
@@ -67,7 +72,7 @@ def add(
         values = {
             "circle_id": circle.id,
             "email": email,
-            "name": name.strip(),
+            "name": clean(name)[:100],  # a name reaches headers: no CR, LF or other controls
             "status": ACTIVE,
             "role": role,
             "bounce_token": secrets.token_hex(8),

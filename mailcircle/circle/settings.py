@@ -38,6 +38,11 @@ class CircleSettings:
     bounce_score_limit: int = 3  # hard bounces count 1, soft 0.5: at this score delivery pauses
     bounce_days: int = 7  # bounces older than this no longer count
     templates_dir: str = ""  # a folder whose templates replace the built-in ones of that name
+    sender_check: str = "verify"  # verify: unproven mail waits for the member; accept: trust From:
+    talk_reply_to: str = "list"  # where a reply to a talk post goes: list (everyone) or author
+    talk_subject_tag: str = ""  # the tag talk subjects carry; '' is [Name], 'none' is no tag
+    talk_max_attachment_kb: int = 1024  # talk posts with a bigger attachment are sent back
+    talk_max_words: int = 1500  # a longer talk post is taken for a draft and sent back
 
     @property
     def zone(self) -> ZoneInfo:
@@ -68,7 +73,15 @@ HELP: dict[str, str] = {
     "bounce_score_limit": "bounce score (hard 1, soft 0.5) at which mail to a member pauses",
     "bounce_days": "bounces older than this many days no longer count",
     "templates_dir": "a folder of templates that replace the built-in ones of the same name",
+    "sender_check": "verify (unproven mail from a member waits for their confirmation) or "
+    "accept (believe the From: header: only for a private test circle)",
+    "talk_reply_to": "list or author: where a reply to a talk post goes",
+    "talk_subject_tag": "the tag on talk subjects; empty: the circle's name in brackets; none",
+    "talk_max_attachment_kb": "talk posts with a larger attachment are sent back (KB)",
+    "talk_max_words": "a longer talk post is taken for a draft and sent back",
 }
+
+SENDER_CHECKS = ("verify", "accept")
 
 
 def from_json(stored: dict[str, Any]) -> CircleSettings:
@@ -96,8 +109,12 @@ def parse_value(key: str, text: str) -> Any:
         return value.lower()
     if key == "templates_dir" and value and not Path(value).is_dir():
         raise MailcircleError(f"templates_dir {value!r} is not a folder")
+    if key == "sender_check" and value not in SENDER_CHECKS:
+        raise MailcircleError(f"sender_check must be verify or accept, not {text!r}")
     if key == "address_separator" and value not in ("+", "-"):
         raise MailcircleError(f"address_separator must be + or -, not {text!r}")
+    if key == "talk_reply_to" and value not in ("list", "author"):
+        raise MailcircleError(f"talk_reply_to must be list or author, not {text!r}")
     if key in ("round_time", "digest_time"):
         try:
             time.fromisoformat(value)

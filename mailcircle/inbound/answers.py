@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from mailcircle import addresses
 from mailcircle.circle import assignments, bounces, members
 from mailcircle.clock import iso, parse_iso
-from mailcircle.errors import Hold, Ignore
+from mailcircle.errors import Hold, Ignore, Refuse
 from mailcircle.inbound.reply import trim_reply
-from mailcircle.outbound import compose
+from mailcircle.inbound.senders import ANSWERED, LOOP_WINDOW, is_thanks, sounds_away
+from mailcircle.outbound import compose, sent
 
 if TYPE_CHECKING:
     from mailcircle.inbound.process import Job, Worker
@@ -41,6 +43,15 @@ def _permanent(raw: bytes) -> bool:
 _DSN_STATUS = re.compile(r"^Status:\s*([245]\.\d{1,3}\.\d{1,3})", re.IGNORECASE | re.MULTILINE)
 
 
+def _closed(assignment: dict[str, Any], reviewer: members.Member) -> str:
+    """Why an assignment takes no critique from its reviewer now ('' while it does)."""
+    if reviewer.status == members.LEFT:
+        return "you are no longer a member of the circle"
+    if assignment["status"] == assignments.PASSED_ON:
+        return "the work passed to another reviewer"
+    return ""
+
+
 class Answers:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -59,6 +70,20 @@ class Answers:
                 f"not from the reviewer {reviewer.email}; held for a moderator"
             )
         job.answer_to = reviewer.email
+        closed = _closed(assignment, reviewer)
+        if closed:
+            raise Refuse(
+                f"a critique from {reviewer.email} for assignment #{assignment['id']}, "
+                f"which is closed ({closed}); nothing was delivered",
+                template="critique_closed",
+                context=compose.CritiqueClosed(
+                    reviewer_name=reviewer.greeting_name,
+                    circle_name=circle.name,
+                    title=assignments.get_submission(self.db, assignment["submission_id"])["title"],
+                    reason=closed,
+                ),
+            )
+        self.worker.senders.require(job, reviewer, "a critique")
         reply = trim_reply(mail.text)
         if not reply.text.strip():
             if mail.defects:
@@ -77,7 +102,7 @@ class Answers:
             "critique_delivery",
             compose.CritiqueDelivery(
                 author_name=author.greeting_name,
-                reviewer_name=reviewer.greeting_name,
+                reviewer_name=reviewer.shown_as(circle.name),
                 circle_name=circle.name,
                 title=submission["title"],
                 critique=reply.text,
@@ -85,7 +110,7 @@ class Answers:
             ),
             to=author.email,
             automatic=False,
-            on_behalf_of=reviewer.greeting_name,
+            on_behalf_of=reviewer.shown_as(circle.name),
             reply_to=circle.action_address(addresses.REPLY, token),
             thread=tuple(submission["thread"].split()) or (submission["message_id"],),
         )
@@ -109,13 +134,13 @@ class Answers:
         self.db.execute(
             "UPDATE assignments SET status = ? WHERE id = ?", [assignments.DONE, assignment["id"]]
         )
-        self.worker._queue(job, delivery, "critique_delivery")
+        self.worker.queue(job, delivery, "critique_delivery")
         receipt = self.composer.compose(
             circle,
             "critique_receipt",
             compose.CritiqueReceipt(
                 reviewer_name=reviewer.greeting_name,
-                author_name=author.greeting_name,
+                author_name=author.shown_as(circle.name),
                 circle_name=circle.name,
                 title=submission["title"],
                 late=late,
@@ -123,7 +148,7 @@ class Answers:
             to=reviewer.email,
             answering=mail,
         )
-        self.worker._queue(job, receipt, "critique_receipt")
+        self.worker.queue(job, receipt, "critique_receipt")
         return (
             f"{'late ' if late else ''}critique #{critique_id} of {submission['title']!r} "
             f"from {reviewer.email} delivered to {author.email}"
@@ -135,6 +160,8 @@ class Answers:
         reviewer = members.get_by_id(self.db, job.assignment["reviewer_id"])
         if job.mail is None or job.mail.from_addr != reviewer.email or reviewer.status != "active":
             raise Ignore(f"not answered because {reason}")
+        if not self.worker.senders.proven(job) and job.circle.config.sender_check != "accept":
+            raise Ignore(f"not answered because {reason}; not verified, so nobody was paused")
         members.set_status(self.db, reviewer.id, members.PAUSED)
         passed = assignments.pass_on(self.db, self.clock, self.composer, job.circle, reviewer)
         return (
@@ -165,6 +192,9 @@ class Answers:
                 f"a reply about critique #{critique['id']} came from {mail.from_addr}, "
                 "who is neither its author nor its reviewer; held"
             )
+        if sender.status == members.LEFT:
+            raise Hold(f"a reply about critique #{critique['id']} from {sender.email}, who left")
+        self.worker.senders.require(job, sender, "a reply about a critique")
         words = trim_reply(mail.text).text
         if not words.strip():
             raise Hold(f"a reply from {sender.email} about a critique with no words of its own")
@@ -174,18 +204,18 @@ class Answers:
             "relayed_reply",
             compose.RelayedReply(
                 reviewer_name=receiver.greeting_name,
-                author_name=sender.greeting_name,
+                author_name=sender.shown_as(circle.name),
                 circle_name=circle.name,
                 title=critique["title"],
                 words=words,
             ),
             to=receiver.email,
             automatic=False,
-            on_behalf_of=sender.greeting_name,
+            on_behalf_of=sender.shown_as(circle.name),
             reply_to=circle.action_address(addresses.REPLY, route.token),
             thread=(critique["delivered_message_id"],) if critique["delivered_message_id"] else (),
         )
-        self.worker._queue(job, message, "relayed_reply")
+        self.worker.queue(job, message, "relayed_reply")
         number = critique["id"]
         return f"a reply about critique #{number} relayed from {sender.email} to {receiver.email}"
 
@@ -202,6 +232,11 @@ class Answers:
         found = _DSN_STATUS.search(raw)
         status = found.group(1) if found else ""
         if member is not None:
+            if not status and not any(_detect(job.spooled.raw)):
+                raise Ignore(
+                    f"a mail to {member.email}'s bounce address that is no delivery report "
+                    "(an automatic answer, probably); not counted"
+                )
             hard = status.startswith("5.") or (not status and _permanent(job.spooled.raw))
             return bounces.record(
                 self.db,
@@ -213,29 +248,72 @@ class Answers:
                 status,
                 hard=hard,
             )
-        temporary, permanent = _detect(job.spooled.raw)
-        outcomes = []
-        for address, hard in [(a, True) for a in permanent] + [(a, False) for a in temporary]:
-            named = members.find(self.db, circle, address)
-            if named is not None:
-                outcomes.append(
-                    bounces.record(
-                        self.db,
-                        self.clock,
-                        self.composer,
-                        circle,
-                        named,
-                        job.spooled.id,
-                        status,
-                        hard=hard,
-                    )
-                )
-        if not outcomes:
-            raise Ignore(
-                "a bounce that names no member (no VERP token, no member's address "
-                "found in it); kept"
+        # A report without our token proves nothing: anyone can write one naming a member.
+        raise Ignore(
+            "a delivery report without a bounce token; not counted against anyone "
+            "(only reports to a member's own bounce address count)"
+        )
+
+    def note(self, job: Job) -> str:
+        """A reply to an acknowledgement, receipt or answer of ours: a note, never a draft or
+        a critique. Thanks are recorded quietly; anything longer gets one kind line (once a
+        day) saying where drafts and critiques go. A note that follows ours at once is
+        counted as a machine's (see senders.py)."""
+        mail, circle = job.mail, job.circle
+        assert mail is not None and circle is not None
+        member = members.find(self.db, circle, mail.from_addr) if mail.from_addr else None
+        if member is None:
+            raise self.worker.stranger(job, what="a reply to the circle's mail")
+        job.answer_to = member.email
+        ours = job.answering or sent.answered(
+            self.db, (mail.in_reply_to, *reversed(mail.references))
+        )
+        what = ANSWERED.get(ours.purpose, "the circle's mail") if ours else "the circle's mail"
+        words = trim_reply(mail.text).text
+        if not words.strip() or is_thanks(words):
+            return f"a note from {member.email} in reply to {what}: thanks, recorded"
+        senders = self.worker.senders
+        now = self.clock.now()
+        fast = ours is not None and now - parse_iso(ours.created_at) <= LOOP_WINDOW
+        if fast and sounds_away(words):
+            counted = senders.count_loop(job, member)
+            return (
+                f"a note from {member.email} right after {what}; looks automatic, "
+                f"not answered{counted}"
             )
-        return "; ".join(outcomes)
+        if senders.marked(circle.id, member.email, "noted", since=now - timedelta(days=1)):
+            return f"a note from {member.email} in reply to {what}; answered once today already"
+        senders.mark(circle.id, member.email, "noted")
+        self.worker.queue(
+            job,
+            self.composer.compose(
+                circle,
+                "note_answer",
+                compose.NoteAnswer(
+                    member_name=member.greeting_name,
+                    circle_name=circle.name,
+                    answered=what,
+                    circle_address=circle.address,
+                    help_address=circle.action_address("help"),
+                ),
+                to=member.email,
+                answering=mail,
+            ),
+            "note_answer",
+        )
+        return f"a note from {member.email} in reply to {what}; told where drafts go"
+
+    def critique_token(self, message_ids: tuple[str, ...]) -> str:
+        """The reply token of the delivered critique these Message-IDs thread under ('' if
+        none): a reply that lost our Reply-To still reaches the right person."""
+        for message_id in message_ids[:20]:
+            row = self.db.execute(
+                "SELECT token FROM critiques WHERE delivered_message_id = ? AND token IS NOT NULL",
+                [message_id],
+            ).fetchone()
+            if row:
+                return str(row[0])
+        return ""
 
     def _critique_by_token(self, token: str) -> dict[str, Any] | None:
         rows = list(

@@ -14,12 +14,21 @@ import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from mailcircle.circle import assignments, digest, engagement, members, rounds
+from mailcircle.circle import (
+    assignments,
+    digest,
+    engagement,
+    holds,
+    members,
+    profile,
+    rounds,
+    talk,
+)
 from mailcircle.circle.assign import held_back_members
 from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
 from mailcircle.clock import iso, parse_iso
-from mailcircle.errors import Hold, Refuse
+from mailcircle.errors import Hold, MailcircleError, Refuse
 from mailcircle.inbound.parse import Mail
 from mailcircle.outbound import compose
 
@@ -36,8 +45,8 @@ JOIN, CONFIRM, LEAVE, PAUSE, RESUME, STATUS, HELP, REQUEST = (
     "help",
     "request",
 )
-DIGEST, RSVP = "digest", "rsvp"
-WORDS = (JOIN, LEAVE, PAUSE, RESUME, STATUS, HELP)
+DIGEST, RSVP, NOTE = "digest", "rsvp", "note"
+TALK, TIMEZONE, NAME, AGENDA = "talk", "timezone", "name", "agenda"
 CONFIRMATION_DAYS = 7
 
 
@@ -65,6 +74,22 @@ def _first_word(mail: Mail) -> str:
     return words[0].strip(".,!") if words else ""
 
 
+def _argument(mail: Mail | None, word: str) -> str:
+    """What follows a command word: the subject without Re: and the word, else the first
+    line of the text ("+timezone Europe/Paris", or Europe/Paris as the subject)."""
+    if mail is None:
+        return ""
+    subject = re.sub(r"^\s*((re|aw|sv|fwd?)\s*:\s*)+", "", mail.subject, flags=re.I)
+    first_line = next((line for line in mail.text.split("\n") if line.strip()), "")
+    for source in (subject, first_line):
+        words = source.split()
+        if words and words[0].lower().lstrip("+").rstrip(":") == word:
+            words = words[1:]
+        if words:
+            return " ".join(words)
+    return ""
+
+
 class Commands:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -85,6 +110,12 @@ class Commands:
             HELP: self.help,
             DIGEST: self.digest,
             RSVP: self.rsvp,
+            NOTE: self.worker.answers.note,
+            TALK: self.talk,  # poets+talk-each@ ... (a post to poets+talk@ never gets here)
+            **{f"{TALK}-{choice}": self.talk for choice in (*talk.CHOICES, talk.SELF, talk.NOSELF)},
+            TIMEZONE: self.timezone,
+            NAME: self.name,
+            AGENDA: self.agenda,
         }
         if word in handlers:
             return handlers[word](job)
@@ -97,15 +128,18 @@ class Commands:
         message = self.composer.compose(
             job.circle, template, context, to=job.answer_to, answering=job.mail, reply_to=reply_to
         )
-        self.worker._queue(job, message, template)
+        self.worker.queue(job, message, template)
 
-    def _member(self, job: Job) -> Member:
-        """The member the mail is from, or a polite refusal that explains how to join."""
+    def _member(self, job: Job, acting: str = "") -> Member:
+        """The member the mail is from, or a polite refusal that explains how to join.
+        A command that changes something (``acting``) must come from a proven sender."""
         assert job.mail is not None and job.circle is not None
         member = members.find(self.db, job.circle, job.mail.from_addr)
         if member is None:
             raise self.worker.stranger(job, what="a command")
         job.answer_to = member.email
+        if acting:
+            self.worker.senders.require(job, member, acting)
         return member
 
     def _next_round(self, circle: Circle) -> str:
@@ -127,6 +161,7 @@ class Commands:
                 request_address=circle.action_address(REQUEST),
                 join_address=circle.action_address(JOIN),
                 not_understood=not_understood,
+                talk_address=talk.address(circle),
             ),
         )
         if not_understood:
@@ -153,9 +188,13 @@ class Commands:
         return f"{mail.from_addr} asked to join; confirmation sent to that address"
 
     def leave(self, job: Job) -> str:
+        """+leave: from a verified sender (e.g. a mail client's unsubscribe button) it
+        completes at once; otherwise a confirmation goes to the member's own address."""
         member = self._member(job)
         circle = job.circle
         assert circle is not None
+        if self.worker.senders.proven(job):
+            return self._leave_now(job, member)
         token = self._confirmation(circle, member.email, member.name, LEAVE)
         confirm = circle.action_address(CONFIRM, token)
         self._answer(
@@ -173,6 +212,9 @@ class Commands:
     def confirm(self, job: Job) -> str:
         mail, circle, route = job.mail, job.circle, job.route
         assert mail is not None and circle is not None and route is not None
+        held = holds.find(self.db, route.token, circle.id)
+        if held is not None:
+            return self.worker.senders.confirmation(job, held)
         row = self.db.execute(
             "SELECT email, name, purpose, created_at, used_at FROM confirmations"
             " WHERE token = ? AND circle_id = ?",
@@ -219,7 +261,15 @@ class Commands:
                 ),
             )
             return f"{email} confirmed and joined"
-        member = members.remove(self.db, self.clock, circle, email)
+        member = members.find(self.db, circle, email)
+        if member is None:
+            return "a leave confirmation for someone who is no longer a member; ignored"
+        return "confirmed: " + self._leave_now(job, member)
+
+    def _leave_now(self, job: Job, member: Member) -> str:
+        circle = job.circle
+        assert circle is not None
+        member = members.remove(self.db, self.clock, circle, member.email)
         passed = assignments.pass_on(self.db, self.clock, self.composer, circle, member)
         self._answer(
             job,
@@ -230,10 +280,10 @@ class Commands:
                 join_address=circle.action_address(JOIN),
             ),
         )
-        return f"{email} confirmed and left; {passed} open assignment(s) passed on"
+        return f"{member.email} left; {passed} open assignment(s) passed on"
 
     def pause(self, job: Job) -> str:
-        member = self._member(job)
+        member = self._member(job, acting="a pause")
         circle = job.circle
         assert circle is not None
         members.set_status(self.db, member.id, members.PAUSED)
@@ -252,7 +302,7 @@ class Commands:
         return f"{member.email} paused; {passed} open assignment(s) passed on"
 
     def resume(self, job: Job) -> str:
-        member = self._member(job)
+        member = self._member(job, acting="a resume")
         circle = job.circle
         assert circle is not None
         members.set_status(self.db, member.id, members.ACTIVE)
@@ -277,11 +327,11 @@ class Commands:
             f'  "{row["title"]}" by {row["author"]}, due '
             + assignments.due_text(parse_iso(row["due_at"]), member)
             for row in self.db.query(
-                "SELECT s.title, COALESCE(NULLIF(m.name, ''), m.email) AS author, a.due_at"
+                "SELECT s.title, COALESCE(NULLIF(m.name, ''), ?) AS author, a.due_at"
                 " FROM assignments a JOIN submissions s ON s.id = a.submission_id"
                 " JOIN members m ON m.id = s.member_id"
                 " WHERE a.reviewer_id = ? AND +a.status = 'open' ORDER BY a.due_at",  # by reviewer
-                [member.id],
+                [f"a member of {circle.name}", member.id],
             )
         ]
         drafts = [
@@ -309,7 +359,13 @@ class Commands:
                 held_back=member.id in waiting,
                 participation_needed=config.participation_needed,
                 participation_window=config.participation_window,
-                next_round=self._next_round(circle),
+                next_round=profile.local_text(
+                    rounds.next_round_start(self.clock.now(), config), member
+                ),
+                talk=talk.choice_of(self.db, member.id)[0],
+                talk_address=talk.address(circle),
+                timezone=member.timezone,
+                zone_offer=self._zone_offer(job, member),
             ),
         )
         return f"sent {member.email} their status"
@@ -328,6 +384,7 @@ class Commands:
                 return self.rsvp(job)
             self.help(job, not_understood="a reply to the digest (it does not go to the circle)")
             return "a reply to the digest; sent the help text"
+        self.worker.senders.require(job, member, f"+digest-{route.token}")
         on = route.token == "on"
         digest.set_digest(self.db, member, digest.WEEKLY if on else digest.OFF)
         self._answer(
@@ -344,7 +401,7 @@ class Commands:
 
     def rsvp(self, job: Job) -> str:
         """poets+rsvp-ID@: yes or no to an engagement day (the first word decides)."""
-        member = self._member(job)
+        member = self._member(job, acting="an RSVP")
         mail, circle, route = job.mail, job.circle, job.route
         assert mail is not None and circle is not None and route is not None
         day = engagement.get(self.db, circle, route.token)
@@ -364,6 +421,157 @@ class Commands:
             ),
         )
         return f"{member.email} answered {'yes' if coming else 'no'} for {day['day']}"
+
+    # --- the circle's talk and members' own settings ---------------------------------------
+
+    def talk(self, job: Job) -> str:
+        """poets+talk-each@, -digest@, -off@, -self@, -noself@ (or the word to +request)."""
+        member = self._member(job, acting="a reading choice for the talk")
+        circle, route, mail = job.circle, job.route, job.mail
+        assert circle is not None and route is not None and mail is not None
+        word = command_word(route.action, mail.subject, mail.text)
+        wanted = route.token if word == TALK else word.partition("-")[2]
+        if wanted not in (*talk.CHOICES, talk.SELF, talk.NOSELF):
+            return self.help(job, not_understood=f"talk-{wanted}" if wanted else TALK)
+        choice, own = talk.choice_of(self.db, member.id)
+        turned_on = False
+        if wanted in talk.CHOICES:
+            choice = wanted
+            talk.set_choice(self.db, member.id, choice)
+            if choice == talk.DIGEST:
+                turned_on = (
+                    self.db.execute(
+                        "SELECT digest = ? FROM members WHERE id = ?", [digest.OFF, member.id]
+                    ).fetchone()[0]
+                    == 1
+                )
+                digest.set_digest(self.db, member, digest.WEEKLY)
+        else:
+            own = wanted == talk.SELF
+            talk.set_own_copies(self.db, member.id, own)
+        address = circle.action_address
+        self._answer(
+            job,
+            "talk_choice",
+            compose.TalkChoice(
+                member_name=member.greeting_name,
+                circle_name=circle.name,
+                choice=choice,
+                own_copies=own,
+                digest_turned_on=bool(turned_on),
+                talk_address=talk.address(circle),
+                each_address=address(TALK, talk.EACH),
+                digest_address=address(TALK, talk.DIGEST),
+                off_address=address(TALK, talk.OFF),
+                self_address=address(TALK, talk.NOSELF if own else talk.SELF),
+                zone_offer=self._zone_offer(job, member),
+            ),
+        )
+        return f"{member.email} reads the talk: {choice}{', own posts too' if own else ''}"
+
+    def timezone(self, job: Job) -> str:
+        """poets+timezone@ with the zone in the subject (or "timezone Europe/Paris" to
+        +request): due dates, round times and digests in the member's own time."""
+        member = self._member(job, acting="a time zone change")
+        wanted = _argument(job.mail, TIMEZONE)
+        try:
+            zone = profile.check_zone(wanted)
+        except MailcircleError as err:
+            return self._setting_answer(job, member, "time zone", wanted, problem=str(err))
+        profile.set_timezone(self.db, member, zone)
+        member = dataclasses.replace(member, timezone=zone)
+        now = profile.local_text(self.clock.now(), member)
+        return self._setting_answer(job, member, "time zone", zone, local_now=now)
+
+    def name(self, job: Job) -> str:
+        """poets+name@ with the name in the subject: what the circle calls the member."""
+        member = self._member(job, acting="a name change")
+        wanted = _argument(job.mail, NAME)
+        try:
+            name = profile.clean_name(wanted)
+        except MailcircleError as err:
+            return self._setting_answer(job, member, "name", wanted, problem=str(err))
+        profile.set_name(self.db, member, name)
+        return self._setting_answer(job, dataclasses.replace(member, name=name), "name", name)
+
+    def _setting_answer(
+        self,
+        job: Job,
+        member: Member,
+        setting: str,
+        value: str,
+        *,
+        problem: str = "",
+        local_now: str = "",
+    ) -> str:
+        circle = job.circle
+        assert circle is not None
+        shown = " ".join(value.split())[:80]
+        self._answer(
+            job,
+            "member_setting",
+            compose.MemberSetting(
+                member_name=member.greeting_name,
+                circle_name=circle.name,
+                setting=setting,
+                value=shown,
+                problem=problem,
+                local_now=local_now,
+                command_address=circle.action_address(TIMEZONE if setting == "time zone" else NAME),
+            ),
+        )
+        if problem:
+            return f"{member.email} could not set their {setting} to {shown!r}: {problem}"
+        return f"{member.email} set their {setting} to {shown!r}"
+
+    def agenda(self, job: Job) -> str:
+        """poets+agenda@ from a moderator: the subject (or first line) goes on the agenda of
+        the next engagement day."""
+        member = self._member(job, acting="an agenda item")
+        circle = job.circle
+        assert circle is not None
+        item = _argument(job.mail, AGENDA)
+        upcoming = engagement.next_day(self.db, circle, self.clock.now())
+        problem = ""
+        if member.role != members.MODERATOR:
+            problem = (
+                "Only the circle's moderators can add to the engagement day's agenda. "
+                f"To suggest something, write to everyone at {talk.address(circle)}."
+            )
+        elif upcoming is None:
+            problem = "No engagement day is planned yet, so there is no agenda to add to."
+        else:
+            try:
+                item = engagement.add_item(self.db, self.clock, upcoming, item, member.email)
+            except MailcircleError as err:
+                problem = f"{err}. Put the item in the subject of your mail."
+        self._answer(
+            job,
+            "agenda_answer",
+            compose.AgendaAnswer(
+                member_name=member.greeting_name,
+                circle_name=circle.name,
+                item=" ".join(item.split())[:300],
+                day=upcoming["when"] if upcoming else "",
+                topic=upcoming["topic"] if upcoming else "",
+                problem=problem,
+            ),
+        )
+        if problem:
+            return f"{member.email} could not add to the agenda: {problem}"
+        return f"{member.email} added {item!r} to the agenda of {upcoming['day']}"  # type: ignore[index]
+
+    def _zone_offer(self, job: Job, member: Member) -> str:
+        """For a member still on UTC, a sentence offering the zone their mail's Date: shows."""
+        assert job.mail is not None and job.circle is not None
+        zone = profile.zone_offer(job.mail.header("date"), member, self.clock.now())
+        if not zone:
+            return ""
+        return (
+            f"Your dates are in UTC, but your mail's clock says you may live in {zone} time. "
+            f"To have every due date and digest in your own time, mail "
+            f"{job.circle.action_address(TIMEZONE)} with {zone} (or your own zone) as the subject."
+        )
 
     def _confirmation(self, circle: Circle, email: str, name: str, purpose: str) -> str:
         token = secrets.token_hex(12)

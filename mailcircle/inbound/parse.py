@@ -114,6 +114,34 @@ class _TextFromHTML:
         return "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
 
 
+def _clean(text: str) -> str:
+    """No control characters in a value that may reach a header (CR, LF, NUL, other C0)."""
+    if text.isprintable():
+        return text
+    return " ".join("".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text).split())
+
+
+def _from_header(message: Message) -> tuple[str, str]:
+    """(display name, address) of the From: header, read as mail clients and DMARC read it:
+    the address comes from the header as written, before any encoded word in the display
+    name is decoded (so ``=?utf-8?q?ben=40example.net?= <eve@attacker.test>`` is eve's)."""
+    raw = message.get("from")
+    if raw is None:
+        return "", ""
+    if isinstance(raw, Header):  # raw 8-bit bytes: the address part is ASCII anyway
+        raw = str(raw)
+    value = str(raw).replace("\r", " ").replace("\n", " ")
+    angle = _ANGLE_ADDR.search(value)
+    if angle:  # "ben@example.net <eve@attacker.test>" is eve's, as clients and DMARC read it
+        name = value[: angle.start()].strip().strip('"')
+        return _clean(_header_text(name)), addresses.normalize(angle.group(1))
+    name, address = addresses.first_address(value)
+    return _clean(_header_text(name)), address
+
+
+_ANGLE_ADDR = re.compile(r"<\s*([^<>\s@]+@[^<>\s@]+)\s*>")
+
+
 def _normalize_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
@@ -127,7 +155,7 @@ def parse(raw: bytes) -> Mail:
         values = headers.get(name, ())
         return values[0] if values else ""
 
-    from_name, from_addr = addresses.first_address(first("from"))
+    from_name, from_addr = _from_header(message)
     message_ids = _MSGID.findall(first("message-id"))
     html_text = _normalize_newlines("\n".join(parsed.text_html or []))
     plain = _normalize_newlines("\n".join(parsed.text_plain or []))
@@ -146,7 +174,7 @@ def parse(raw: bytes) -> Mail:
     text = plain if plain.strip() else _TextFromHTML.convert(html_text) if html_text else ""
     attachments = tuple(
         Attachment(
-            filename=str(item.get("filename") or ""),
+            filename=_clean(str(item.get("filename") or "")),
             content_type=str(item.get("mail_content_type") or "application/octet-stream"),
             payload=_attachment_bytes(item),
         )
@@ -156,7 +184,7 @@ def parse(raw: bytes) -> Mail:
         message_id=message_ids[0] if message_ids else "",
         from_name=from_name,
         from_addr=from_addr,
-        subject=_header_text(first("subject")),
+        subject=_clean(_header_text(first("subject"))),
         text=text,
         html=html_text,
         attachments=attachments,

@@ -8,6 +8,7 @@ back and leaves the mail marked ``failed`` with the error, for a moderator to re
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import traceback
@@ -19,7 +20,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from mailcircle import addresses
-from mailcircle.circle import assignments, circles, members, rounds, submissions
+from mailcircle.circle import assignments, circles, holds, members, profile, rounds, submissions
 from mailcircle.circle.assign import held_back_members
 from mailcircle.circle.circles import Circle
 from mailcircle.clock import Clock, iso, parse_iso
@@ -30,8 +31,11 @@ from mailcircle.inbound.answers import Answers
 from mailcircle.inbound.commands import Commands
 from mailcircle.inbound.parse import Mail, parse
 from mailcircle.inbound.route import BOUNCE, COMMAND, DRAFT, Route, automatic_reason, route
+from mailcircle.inbound.senders import Senders
 from mailcircle.inbound.spool import Spooled
-from mailcircle.outbound import compose, outbox
+from mailcircle.inbound.talk import Talk
+from mailcircle.inbound.verify import SenderCheck, Verdict
+from mailcircle.outbound import compose, outbox, sent
 
 log = logging.getLogger(__name__)
 
@@ -71,26 +75,40 @@ class Job:
     circle: Circle | None = None
     route: Route | None = None
     assignment: dict[str, Any] | None = None  # set when the mail answers an assignment
+    answering: sent.SentMail | None = None  # the mail of ours it replies to, when known
     answer_to: str = ""  # who a refusal goes to; '' when nobody may be answered
+    verdict: Verdict | None = None  # whether the From: address is proven (see senders.py)
+    confirmed: bool = False  # a held mail released by its member or a moderator
     queued: list[int] = field(default_factory=list)
+    silenced: list[str] = field(default_factory=list)  # answers not sent: the cap
 
 
 class Worker:
-    def __init__(self, db: Database, clock: Clock, composer: compose.Composer) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        composer: compose.Composer,
+        sender_check: SenderCheck | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.composer = composer
+        self.sender_check = sender_check or SenderCheck()
         self.steps: tuple[Callable[[Job], str | None], ...] = (
             self.parse,
             self.find_circle,
             self.skip_duplicate,
             self.decide_route,
             self.take_answer,
+            self.take_talk,
             self.take_command,
             self.take_draft,
         )
         self.answers = Answers(self)
         self.commands = Commands(self)
+        self.senders = Senders(self)
+        self.talk = Talk(self)
 
     # --- driving -------------------------------------------------------------------------
 
@@ -120,21 +138,30 @@ class Worker:
     def _settle(self, job: Job) -> tuple[str, str]:
         try:
             with transaction(self.db):
-                outcome = self._run_steps(job)
+                outcome = self._run_steps(job) + _silenced(job)
                 spool.record(self.db, self.clock, job.spooled.id, spool.DONE, outcome)
             return spool.DONE, outcome
         except Outcome as stop:  # the steps' changes are rolled back; record why instead
             job.queued.clear()
+            job.silenced.clear()
             outcome = stop.reason
             with transaction(self.db):
+                for effect in stop.effects:
+                    outcome += effect()
                 if isinstance(stop, Refuse):
                     outcome += self._answer_refusal(job, stop)
+                outcome += _silenced(job)
                 spool.record(self.db, self.clock, job.spooled.id, stop.status, outcome)
             return stop.status, outcome
 
     def _run_steps(self, job: Job) -> str:
+        return self._run_steps_from(job, self.steps[0])
+
+    def _run_steps_from(self, job: Job, first: Callable[[Job], str | None]) -> str:
+        """Run the steps from ``first`` on (a step that re-routes a mail runs the rest)."""
+        names = [step.__name__ for step in self.steps]
         try:
-            for step in self.steps:
+            for step in self.steps[names.index(first.__name__) :]:
                 result = step(job)
                 if result is not None:
                     return result
@@ -148,7 +175,8 @@ class Worker:
         message = self.composer.compose(
             job.circle, refusal.template, refusal.context, to=job.answer_to, answering=job.mail
         )
-        self._queue(job, message, refusal.template)
+        if not self.queue(job, message, refusal.template):
+            return ""
         return f"; {job.answer_to} was told why"
 
     def _apologize(self, job: Job) -> str:
@@ -170,14 +198,23 @@ class Worker:
                     answering=job.mail,
                 )
                 job.queued.clear()
-                self._queue(job, message, "processing_failed")
+                if not self.queue(job, message, "processing_failed"):
+                    return "; " + _silenced(job).lstrip("; ")
         except Exception:
             log.exception("could not queue the apology for inbound #%d", job.spooled.id)
             return "; the sender could not be told"
         return f"; {job.answer_to} was told it is kept for a moderator"
 
-    def _queue(self, job: Job, message: object, purpose: str) -> None:
+    def queue(self, job: Job, message: object, purpose: str) -> bool:
+        """Queue a mail this inbound mail causes, in its transaction. An answer to the mail's
+        own sender goes out only within the cap on answers (senders.py); returns whether
+        the mail was queued."""
         assert job.circle is not None
+        rcpt = outbox.recipient_of(message)  # type: ignore[arg-type]
+        mail = job.mail
+        if mail is not None and rcpt == mail.from_addr and not self.senders.may_answer(job, rcpt):
+            job.silenced.append(rcpt)
+            return False
         job.queued.append(
             outbox.queue_for_circle(
                 self.db,
@@ -188,11 +225,20 @@ class Worker:
                 spool_id=job.spooled.id,
             )
         )
+        return True
 
     # --- the steps -----------------------------------------------------------------------
 
     def parse(self, job: Job) -> None:
-        job.mail = parse(job.spooled.raw)
+        if job.spooled.mail_from.strip() == "<>":  # a null sender stored as text by old versions
+            job.spooled = dataclasses.replace(job.spooled, mail_from="")
+        try:
+            job.mail = parse(job.spooled.raw)
+        except RecursionError:
+            raise Hold(
+                "its MIME parts are nested too deeply to be read; kept for a moderator"
+            ) from None
+        job.confirmed = holds.released(self.db, job.spooled.id)
         reason = automatic_reason(job.mail, job.spooled.mail_from)
         job.answer_to = "" if reason else (job.mail.from_addr or "")
 
@@ -222,15 +268,44 @@ class Worker:
             if job.assignment is None:
                 raise Hold(f"the critique address token {job.route.token!r} matches no assignment")
         elif job.route.kind == DRAFT and (mail.in_reply_to or mail.references):
-            # A reply whose client dropped our Reply-To still threads to the assignment.
-            job.assignment = assignments.find_by_message_ids(
-                self.db, (*mail.references, mail.in_reply_to)
-            )
+            # A reply whose client dropped our Reply-To still threads to what it answers.
+            ours = sent.answered(self.db, (mail.in_reply_to, *reversed(mail.references)))
+            if ours is not None:
+                self.follow(job, ours)
+            else:
+                job.assignment = assignments.find_by_message_ids(
+                    self.db, (*mail.references, mail.in_reply_to)
+                )
         reason = automatic_reason(mail, job.spooled.mail_from) or out_of_office(mail)
         if reason and job.assignment is not None:
             raise _Away(reason)
         if reason:
             raise Ignore(f"not answered because {reason}")
+
+    def follow(self, job: Job, ours: sent.SentMail) -> None:
+        """Route a mail to the circle's address that replies to ``ours`` as what it is: a
+        critique (ours was an assignment or reminder), a reply about a critique, an answer
+        to the digest, or else a note (never a new draft)."""
+        mail = job.mail
+        assert mail is not None
+        job.answering = ours
+        chain = (ours.message_id, mail.in_reply_to, *reversed(mail.references))
+        if ours.purpose in ("assignment", "reminder", "backup_assignment"):
+            job.assignment = assignments.find_by_message_ids(self.db, tuple(reversed(chain)))
+            if job.assignment is not None:
+                return
+        if ours.purpose in ("critique_delivery", "relayed_reply"):
+            token = self.answers.critique_token(chain)
+            if token:
+                job.route = Route(COMMAND, action=addresses.REPLY, token=token)
+                return
+        if ours.purpose == "digest":
+            job.route = Route(COMMAND, action="digest")
+            return
+        if ours.purpose in ("talk_post", "engagement_kickoff"):
+            job.route = Route(COMMAND, action=addresses.TALK)
+            return
+        job.route = Route(COMMAND, action=addresses.NOTE)
 
     def take_answer(self, job: Job) -> str | None:
         assert job.route is not None
@@ -242,6 +317,10 @@ class Worker:
             return self.answers.relay(job)
         return None
 
+    def take_talk(self, job: Job) -> str | None:
+        """A post to poets+talk@ (or a reply to one) goes to every member: inbound/talk.py."""
+        return self.talk.take(job)
+
     def take_command(self, job: Job) -> str | None:
         assert job.route is not None
         if job.route.kind != COMMAND:
@@ -249,7 +328,8 @@ class Worker:
         return self.commands.handle(job)
 
     def stranger(self, job: Job, *, what: str) -> Outcome:
-        """A draft or command from a non-member: explain how to join, at most once a week."""
+        """A draft or command from a non-member: explain how to join, at most once a week
+        (the notice is remembered even though the refusal rolls the step back)."""
         mail, circle = job.mail, job.circle
         assert mail is not None and circle is not None
         reason = f"{what} from {mail.from_addr or 'an unknown sender'}, who is not a member"
@@ -260,11 +340,15 @@ class Worker:
         now = self.clock.now()
         if last and now - parse_iso(last[0]) < STRANGER_NOTICE_INTERVAL:
             return Ignore(reason + "; they were told how to join lately, so not again")
-        self.db.execute(
-            "INSERT INTO stranger_notices (circle_id, email, sent_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (circle_id, email) DO UPDATE SET sent_at = excluded.sent_at",
-            [circle.id, mail.from_addr, iso(now)],
-        )
+
+        def remember() -> str:
+            self.db.execute(
+                "INSERT INTO stranger_notices (circle_id, email, sent_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (circle_id, email) DO UPDATE SET sent_at = excluded.sent_at",
+                [circle.id, mail.from_addr, iso(now)],
+            )
+            return ""
+
         return Refuse(
             reason,
             template="not_a_member",
@@ -272,10 +356,10 @@ class Worker:
                 sender_address=mail.from_addr,
                 circle_name=circle.name,
                 circle_address=circle.address,
-                subject=mail.subject,
+                subject=compose.short_subject(mail.subject),
                 join_address=circle.action_address("join"),
             ),
-        )
+        ).then(remember)
 
     def take_draft(self, job: Job) -> str:
         mail, circle = job.mail, job.circle
@@ -284,6 +368,15 @@ class Worker:
         if member is None:
             raise self.stranger(job, what="a draft")
         job.answer_to = member.email
+        ours = self.senders.reply_to_ours(job, member)
+        if ours is not None:  # "Thanks!" to an acknowledgement is not a draft
+            self.follow(job, ours)
+            return self._run_steps_from(job, self.take_answer)
+        if self.senders.sounds_automatic(job, member):
+            raise self.senders.looping(job, member, "an away message right after our mail")
+        if self.senders.repeated(job, member):
+            raise self.senders.looping(job, member, "the same words as their mail earlier today")
+        self.senders.require(job, member, "a draft")
         draft = submissions.read_draft(mail.subject, _draft_text(mail))
         if not draft.body and not mail.attachments:
             raise Refuse(
@@ -293,7 +386,7 @@ class Worker:
                     member_name=member.greeting_name,
                     circle_name=circle.name,
                     circle_address=circle.address,
-                    subject=mail.subject,
+                    subject=compose.short_subject(mail.subject),
                     help_address=circle.action_address("help"),
                 ),
             )
@@ -324,9 +417,7 @@ class Worker:
             word_count=draft.word_count,
             asks=draft.asks,
             queue_position=submissions.queue_position(self.db, circle.id, submission_id),
-            next_round=rounds.next_round_start(now, config)
-            .astimezone(config.zone)
-            .strftime(f"%A %-d %B %Y at %H:%M ({config.timezone})"),
+            next_round=profile.local_text(rounds.next_round_start(now, config), member, year=True),
             help_address=circle.action_address("help"),
             max_words=config.max_words,
             too_long=draft.word_count > config.max_words,
@@ -334,12 +425,18 @@ class Worker:
             participation_needed=config.participation_needed,
             participation_window=config.participation_window,
         )
-        self._queue(
+        self.queue(
             job,
             self.composer.compose(circle, "submission_ack", ack, to=member.email, answering=mail),
             "submission_ack",
         )
         return f"draft {draft.title!r} from {member.email} queued as submission #{submission_id}"
+
+
+def _silenced(job: Job) -> str:
+    if not job.silenced:
+        return ""
+    return f"; not answered: {job.silenced[0]} had its share of answers today"
 
 
 def _from_circle(mail: Mail, circle: Circle) -> bool:

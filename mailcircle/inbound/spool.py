@@ -75,6 +75,11 @@ def dedupe_key(raw: bytes, message_id: str) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
+def null_sender(mail_from: str) -> str:
+    """The envelope sender as stored: ``MAIL FROM:<>`` (a bounce or notification) is ''."""
+    return "" if mail_from.strip() in ("", "<>") else mail_from
+
+
 @dataclass(frozen=True)
 class Arrival:
     """One mail as the network edge accepted it, before it is committed."""
@@ -108,7 +113,7 @@ def store_many(db: Database, clock: Clock, arrivals: list[Arrival]) -> list[list
                         now,
                         arrival.source,
                         arrival.peer,
-                        arrival.mail_from,
+                        null_sender(arrival.mail_from),
                         rcpt_to,
                         circle_id,
                         message_id,

@@ -149,6 +149,7 @@ class Help:
     request_address: str  # poets+request@: commands in the subject
     join_address: str
     not_understood: str  # the word we did not understand, '' when +help was asked for
+    talk_address: str = ""  # poets+talk@, '' to leave the talk commands out
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,10 @@ class StatusAnswer:
     participation_needed: int
     participation_window: int
     next_round: str
+    talk: str = "each"  # how they read the circle's talk: each, digest, off
+    talk_address: str = ""  # poets+talk@
+    timezone: str = "UTC"  # the member's own time zone
+    zone_offer: str = ""  # a sentence offering the zone their mail's Date: suggests, '' if none
 
 
 @dataclass(frozen=True)
@@ -249,6 +254,10 @@ class Digest:
     pause_address: str
     leave_address: str
     digest_off_address: str
+    conversations: str = ""  # "Conversations this week", by the member's talk choice; ''
+    milestones: str = ""  # one line per milestone worth a smile this week, '' if none
+    engagement_day: str = ""  # what happened on an engagement day this week, '' if none
+    talk_address: str = ""  # poets+talk@
 
 
 @dataclass(frozen=True)
@@ -283,6 +292,48 @@ class DigestAnswer:
     other_address: str  # +digest-off when on, +digest-on when off
 
 
+@dataclass(frozen=True)
+class ConfirmSender:
+    """confirm_sender.txt: mail from a member's address could not be verified; did they send it?"""
+
+    member_name: str
+    circle_name: str
+    what: str  # "a draft", "a critique", "a pause" ...
+    subject: str  # the held mail's subject, shortened
+    confirm_address: str  # poets+confirm-TOKEN@ (also the Reply-To)
+
+
+@dataclass(frozen=True)
+class NoteAnswer:
+    """note_answer.txt: a reply to one of our mails is kept as a note; where things go."""
+
+    member_name: str
+    circle_name: str
+    answered: str  # "the acknowledgement of your draft" ...
+    circle_address: str
+    help_address: str
+
+
+@dataclass(frozen=True)
+class CritiqueClosed:
+    """critique_closed.txt: a critique came for an assignment that no longer takes one."""
+
+    reviewer_name: str
+    circle_name: str
+    title: str
+    reason: str  # "the work passed to another reviewer" ...
+
+
+@dataclass(frozen=True)
+class LoopPaused:
+    """loop_paused.txt: a member's mailbox kept answering the circle's mail; paused."""
+
+    member_name: str
+    circle_name: str
+    count: int  # automatic answers in a day
+    resume_address: str  # poets+resume@
+
+
 CONTEXTS: dict[str, type] = {
     "digest": Digest,
     "digest_answer": DigestAnswer,
@@ -305,7 +356,133 @@ CONTEXTS: dict[str, type] = {
     "submission_ack": SubmissionAck,
     "not_a_member": NotAMember,
     "empty_draft": EmptyDraft,
+    "confirm_sender": ConfirmSender,
+    "note_answer": NoteAnswer,
+    "critique_closed": CritiqueClosed,
+    "loop_paused": LoopPaused,
 }
+
+SUBJECT_ECHO = 60  # characters of a stranger's subject that our answers may quote
+
+
+def clean(text: str) -> str:
+    """A value fit for a header: control characters (CR, LF, NUL, other C0, DEL) become
+    spaces and runs of white space one space, so no input can break a header."""
+    return " ".join("".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text).split())
+
+
+def short_subject(subject: str) -> str:
+    """The most of an inbound subject our answers echo: cleaned, and cut at SUBJECT_ECHO."""
+    text = clean(subject)
+    return text if len(text) <= SUBJECT_ECHO else text[: SUBJECT_ECHO - 1].rstrip() + "…"
+
+
+# --- The circle's talk, engagement days and members' own settings ------------------------
+
+
+@dataclass(frozen=True)
+class TalkPost:
+    """talk_post.txt: one member's post to the circle's talk, a copy for each reader."""
+
+    author_name: str
+    circle_name: str
+    subject: str  # the author's subject, tagged once: "Re: [Poets] ..."
+    body: str  # the author's words, exactly as written
+    engagement_topic: str  # the engagement day this post is part of, '' if none
+    talk_address: str  # poets+talk@: replies go to everyone
+    digest_address: str  # poets+talk-digest@: read the talk in the digest instead
+    off_address: str  # poets+talk-off@
+    attachments: str  # names of attached files, comma separated, '' if none
+
+
+@dataclass(frozen=True)
+class TalkRefused:
+    """talk_refused.txt: a member's post to the talk was not sent on, and why."""
+
+    member_name: str
+    circle_name: str
+    subject: str
+    reason: str  # one or two sentences: what to do instead
+    circle_address: str  # where drafts go
+    talk_address: str
+
+
+@dataclass(frozen=True)
+class TalkHeld:
+    """talk_held.txt: a post to the talk from an address that is not a member waits."""
+
+    sender_address: str
+    circle_name: str
+    subject: str
+    join_address: str
+
+
+@dataclass(frozen=True)
+class TalkChoice:
+    """talk_choice.txt: a member chose how to read the circle's talk."""
+
+    member_name: str
+    circle_name: str
+    choice: str  # each, digest, off
+    own_copies: bool  # they get a copy of their own posts
+    digest_turned_on: bool  # choosing the digest turned their weekly digest back on
+    talk_address: str
+    each_address: str
+    digest_address: str
+    off_address: str
+    self_address: str  # +talk-self when off, +talk-noself when on
+    zone_offer: str  # a sentence offering the zone their mail's Date: suggests, '' if none
+
+
+@dataclass(frozen=True)
+class MemberSetting:
+    """member_setting.txt: a member set (or tried to set) their time zone or name."""
+
+    member_name: str
+    circle_name: str
+    setting: str  # "time zone" or "name"
+    value: str  # the new value, or what they sent when it could not be used
+    problem: str  # why it could not be used, '' when it was set
+    local_now: str  # the time now in their zone, in words ('' for a name)
+    command_address: str  # the address to try again
+
+
+@dataclass(frozen=True)
+class EngagementKickoff:
+    """engagement_kickoff.txt: the morning of an engagement day, for those who said yes."""
+
+    member_name: str
+    circle_name: str
+    day: str
+    topic: str
+    agenda: str  # one line per item moderators added, '' if none
+    drafts: str  # one line per draft of the last round, with its author's questions
+    talk_address: str  # where the day's conversation happens
+
+
+@dataclass(frozen=True)
+class AgendaAnswer:
+    """agenda_answer.txt: a moderator added an item to an engagement day (or could not)."""
+
+    member_name: str
+    circle_name: str
+    item: str
+    day: str  # the engagement day, in words; '' if none is planned
+    topic: str
+    problem: str  # why it was not added, '' when it was
+
+
+CONTEXTS.update(
+    {
+        "talk_post": TalkPost,
+        "talk_refused": TalkRefused,
+        "talk_held": TalkHeld,
+        "talk_choice": TalkChoice,
+        "member_setting": MemberSetting,
+        "engagement_kickoff": EngagementKickoff,
+        "agenda_answer": AgendaAnswer,
+    }
+)
 
 
 def default_templates_dir() -> Path:
@@ -406,15 +583,19 @@ class Composer:
                 part = MIMEBase(maintype or "application", subtype or "octet-stream")
                 part.set_payload(payload)
                 encoders.encode_base64(part)
-                part.add_header("Content-Disposition", "attachment", filename=filename)
+                part.add_header("Content-Disposition", "attachment", filename=clean(filename))
                 parts.append(part)
             msg = MIMEMultipart("mixed", _subparts=parts, boundary=_boundary())
         sender = f"{on_behalf_of} via {circle.name}" if on_behalf_of else circle.name
-        msg["From"] = formataddr((sender, circle.address), charset="utf-8")
+        subject = clean(subject)
+        msg["From"] = formataddr((clean(sender), circle.address), charset="utf-8")
         msg["To"] = to
         msg["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
         msg["Date"] = format_datetime(self.clock.now())
         msg["Message-ID"] = f"<{name}.{secrets.token_hex(10)}@{circle.domain}>"
+        if not reply_to and automatic and name != "digest":
+            # What a reply to this mail means: a note, never a draft or a critique.
+            reply_to = circle.action_address("note")
         if reply_to:
             msg["Reply-To"] = reply_to
         chain = answering.thread if answering is not None and answering.message_id else thread

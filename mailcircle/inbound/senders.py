@@ -1,0 +1,398 @@
+"""Who may act, and how much the circle answers.
+
+- **Proof.** A member's mail acts only when its sender is verified (inbound/verify.py), or
+  the member confirmed it from their own mailbox, or the circle's ``sender_check`` is
+  ``accept``. Otherwise it is held and the member is asked, at their real address, to
+  confirm by replying; moderators may release or discard it too.
+- **Caps.** Answers to mail whose sender is not proven are capped per address and day;
+  past the cap the circle goes quiet and tells the moderators once.
+- **Loops and replies to our own mail.** A mail to the circle's address that answers one
+  of the circle's own mails (by its headers, its subject, or by quoting our text), or that
+  repeats itself, is never a new draft. A member whose mailbox keeps answering is paused
+  and told why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from mailcircle.circle import holds, members
+from mailcircle.circle.members import Member
+from mailcircle.clock import iso
+from mailcircle.errors import Hold, Ignore
+from mailcircle.inbound.parse import Mail
+from mailcircle.inbound.verify import Verdict
+from mailcircle.outbound import compose, sent
+
+if TYPE_CHECKING:
+    from mailcircle.inbound.process import Job, Worker
+
+ACCEPT = "accept"
+ANSWERS_PER_DAY = 5  # answers to one unproven address in 24 hours; then silence
+LOOP_WINDOW = timedelta(minutes=5)  # a short mail this soon after ours may be a machine's
+LOOPS_BEFORE_PAUSE = 3  # automatic-looking mails in a day before the member is paused
+SHORT_WORDS = 60  # a mail this short that follows ours at once is not taken for a draft
+DAY = timedelta(days=1)
+
+# Our own mails and what a reply to each means to the writer (for the note answer).
+ANSWERED = {
+    "submission_ack": "the acknowledgement of your draft",
+    "critique_receipt": "the receipt for your critique",
+    "help": "the circle's help text",
+    "status": "your status",
+    "welcome": "the welcome",
+    "pause_answer": "the answer to your pause or resume",
+    "digest_answer": "the answer about your digest",
+    "rsvp_answer": "the answer to your RSVP",
+    "empty_draft": "our note about an empty draft",
+    "processing_failed": "our note about a mail we could not process",
+    "confirm_sender": "our request to confirm a mail",
+    "note_answer": "our note",
+}
+
+_PREFIX = re.compile(
+    r"^\s*((re|aw|sv|vs|antw|antwort|ref|rif|fw|fwd|wg|tr|auto|automatic reply|"
+    r"autoreply|auto-reply|out of office|r[ée]ponse automatique)\s*(\[\d+\])?\s*:\s*)+",
+    re.IGNORECASE,
+)
+_AWAY = re.compile(
+    r"\b(out of (the )?office|i am away|i'm away|i am currently|i'm currently|on vacation"
+    r"|on holiday|on leave|will be back|back on|limited access to (my )?e-?mail"
+    r"|auto(matic)?[- ]?(reply|response|answer)|abwesend|absent|en vacances|de vacaciones)\b",
+    re.IGNORECASE,
+)
+_THANKS = re.compile(
+    r"\b(thanks?|thank you|thx|ty|cheers|merci|danke|gracias|grazie|obrigad[oa]|tack|takk"
+    r"|great|perfect|wonderful|lovely|ok|okay|got it|received)\b",
+    re.IGNORECASE,
+)
+
+
+def bare_subject(subject: str) -> str:
+    """A subject without its Re:/Fwd:/Auto: prefixes, folded for comparison."""
+    return " ".join(_PREFIX.sub("", subject).lower().split())
+
+
+def _norm_line(line: str) -> str:
+    return " ".join(line.lstrip("> \t").lower().split())
+
+
+def body_hash(text: str) -> str:
+    words = " ".join(text.lower().split())
+    return hashlib.sha256(words.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def quotes_our_text(text: str, ours: str) -> bool:
+    """Whether ``text`` carries lines of a mail we wrote (quoted, re-wrapped or not)."""
+    our_lines = {n for line in ours.split("\n") if len(n := _norm_line(line)) >= 24}
+    if not our_lines:
+        return False
+    found = sum(1 for line in text.split("\n") if _norm_line(line) in our_lines)
+    return found >= 2
+
+
+def sounds_away(text: str) -> bool:
+    """Whether a short mail reads like an away message or an automatic acknowledgement."""
+    return words_in(text) < SHORT_WORDS and bool(_AWAY.search(text[:500]))
+
+
+def words_in(text: str) -> int:
+    return len(text.split())
+
+
+def is_thanks(text: str) -> bool:
+    """A short note of thanks (recorded quietly, never answered)."""
+    own = "\n".join(line for line in text.split("\n") if not line.lstrip().startswith(">"))
+    return words_in(own) <= 15 and bool(_THANKS.search(own))
+
+
+class Senders:
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.db = worker.db
+        self.clock = worker.clock
+        self.composer = worker.composer
+        self.check = worker.sender_check
+
+    # --- proof -----------------------------------------------------------------------------
+
+    def verdict(self, job: Job) -> Verdict:
+        """Whether the From: address is proven (computed once per mail)."""
+        if job.verdict is None:
+            mail = job.mail
+            assert mail is not None
+            if job.confirmed:
+                job.verdict = Verdict(True, "the member confirmed it from their mailbox")
+            else:
+                job.verdict = self.check.check(
+                    job.spooled.raw, mail.from_addr, mail.headers.get("authentication-results", ())
+                )
+        return job.verdict
+
+    def proven(self, job: Job) -> bool:
+        return bool(self.verdict(job))
+
+    def require(self, job: Job, member: Member, what: str) -> None:
+        """Let the mail act as ``member`` only when proven; otherwise hold it and ask them."""
+        circle = job.circle
+        assert circle is not None
+        if self.proven(job) or circle.config.sender_check == ACCEPT:
+            return
+        verdict = self.verdict(job)
+        stop = Hold(
+            f"{what} from {member.email} could not be verified ({verdict.how}); "
+            "held until they confirm it from their own mailbox"
+        )
+        raise stop.then(lambda: self._ask_to_confirm(job, member, what))
+
+    def _ask_to_confirm(self, job: Job, member: Member, what: str) -> str:
+        circle, mail = job.circle, job.mail
+        assert circle is not None and mail is not None
+        spool_id = job.spooled.id
+        token = holds.create(self.db, self.clock, circle.id, member.email, holds.HELD, spool_id)
+        confirm = circle.action_address("confirm", token)
+        job.answer_to = member.email
+        message = self.composer.compose(
+            circle,
+            "confirm_sender",
+            compose.ConfirmSender(
+                member_name=member.greeting_name,
+                circle_name=circle.name,
+                what=what,
+                subject=compose.short_subject(mail.subject),
+                confirm_address=confirm,
+            ),
+            to=member.email,
+            reply_to=confirm,
+        )
+        asked = self.worker.queue(job, message, "confirm_sender")
+        noted = self._tell_moderators_once(job, member, what)
+        return ("; they were asked to confirm it" if asked else "") + noted
+
+    def _tell_moderators_once(self, job: Job, member: Member, what: str) -> str:
+        """Moderators hear of held mail from one member at most once a day."""
+        circle = job.circle
+        assert circle is not None
+        if self.marked(circle.id, member.email, "held_noted", since=self.clock.now() - DAY):
+            return ""
+        self.mark(circle.id, member.email, "held_noted")
+        spool_id = job.spooled.id
+        for moderator in members.moderators(self.db, circle):
+            token = holds.create(
+                self.db, self.clock, circle.id, moderator.email, holds.MODERATE, spool_id
+            )
+            message = self.composer.compose(
+                circle,
+                "moderator_notice",
+                compose.ModeratorNotice(
+                    moderator_name=moderator.greeting_name,
+                    circle_name=circle.name,
+                    topic=f"Held: {what} from {member.email} could not be verified",
+                    details=(
+                        f"Inbound message #{spool_id}, {what} from {member.email}, carries no "
+                        "proof that they sent it (no aligned DKIM signature, no trusted "
+                        "Authentication-Results). They were asked to confirm it. To let it act "
+                        'now, reply to this mail with "release"; to drop it, reply "discard". '
+                        f"Or: mailcircle inbox release {spool_id} / mailcircle inbox discard "
+                        f"{spool_id}. Further held mail from this address today is listed by "
+                        "mailcircle inbox list --status held."
+                    ),
+                ),
+                to=moderator.email,
+                reply_to=circle.action_address("confirm", token),
+            )
+            self.worker.queue(job, message, "moderator_notice")
+        return "; moderators told"
+
+    def confirmation(self, job: Job, row: dict[str, object]) -> str:
+        """A reply through a held mail's token: the member or a moderator decides."""
+        mail = job.mail
+        assert mail is not None
+        spool_id = int(str(row["spool_id"]))
+        email, purpose = str(row["email"]), str(row["purpose"])
+        if mail.from_addr != email:
+            raise Hold(
+                f"a confirmation for held message #{spool_id} came from {mail.from_addr}, "
+                f"not from {email}; held, not honoured"
+            )
+        if row["used_at"]:
+            raise Ignore(f"a confirmation for held message #{spool_id}, which was settled already")
+        first = _first_word(mail)
+        says_no = first in ("no", "discard", "reject", "nope", "nein", "non", "not")
+        if purpose == holds.MODERATE and first not in (
+            "release",
+            "approve",
+            "yes",
+            "ok",
+            "accept",
+        ):
+            if not says_no:
+                raise Hold(
+                    f"a moderator's reply about held message #{spool_id} said neither "
+                    "release nor discard"
+                )
+        who = ("moderator " if purpose == holds.MODERATE else "") + email
+        if says_no:
+            holds.discard(self.db, self.clock, spool_id, who)
+            return f"{who} discarded held message #{spool_id}"
+        holds.release(self.db, self.clock, spool_id, who)
+        return f"{who} released held message #{spool_id}; it acts now"
+
+    # --- caps --------------------------------------------------------------------------------
+
+    def may_answer(self, job: Job, rcpt_to: str) -> bool:
+        """Whether an answer to ``rcpt_to`` may go out: always for a proven sender (or a
+        member, where the circle believes From:), else at most ANSWERS_PER_DAY a day; the
+        first time the cap bites, moderators hear of it."""
+        circle = job.circle
+        assert circle is not None
+        if job.mail is not None and rcpt_to == job.mail.from_addr:
+            if self.proven(job):
+                return True
+            if circle.config.sender_check == ACCEPT and members.find(self.db, circle, rcpt_to):
+                return True
+        since = self.clock.now() - DAY
+        if sent.answers_to(self.db, rcpt_to, since) < ANSWERS_PER_DAY:
+            return True
+        if not self.marked(circle.id, rcpt_to, "capped", since=since):
+            self.mark(circle.id, rcpt_to, "capped")
+            for moderator in members.moderators(self.db, circle):
+                self.worker.queue(
+                    job,
+                    self.composer.compose(
+                        circle,
+                        "moderator_notice",
+                        compose.ModeratorNotice(
+                            moderator_name=moderator.greeting_name,
+                            circle_name=circle.name,
+                            topic=f"Answers to {rcpt_to} paused for a day",
+                            details=(
+                                f"More than {ANSWERS_PER_DAY} mails in a day asked the circle "
+                                f"to answer {rcpt_to} without proof that they came from that "
+                                "address. To spare that mailbox, the circle stays silent to it "
+                                "for a day; the mails are kept (mailcircle inbox list)."
+                            ),
+                        ),
+                        to=moderator.email,
+                    ),
+                    "moderator_notice",
+                )
+        return False
+
+    # --- replies to our own mail, repeats, loops ------------------------------------------
+
+    def reply_to_ours(self, job: Job, member: Member) -> sent.SentMail | None:
+        """The mail of ours this mail to the circle's address answers, if it shows it by its
+        subject or by quoting our text."""
+        mail = job.mail
+        assert mail is not None
+        now = self.clock.now()
+        recent = sent.recent_to(self.db, member.email, now - timedelta(days=14))
+        if not recent:
+            return None
+        subject = bare_subject(mail.subject)
+        for ours in recent:
+            if subject and bare_subject(ours.subject) == subject:
+                return ours  # "Re: Queued for the next round: ...", or our subject as it was
+        for ours in recent[:3]:
+            if quotes_our_text(mail.text, ours.text):
+                return ours
+        return None
+
+    def sounds_automatic(self, job: Job, member: Member) -> bool:
+        """A short mail that says it is an away message and follows our mail at once: a
+        machine's answer even without the headers (RFC 3834) that should say so."""
+        mail = job.mail
+        assert mail is not None
+        if mail.attachments or not sounds_away(mail.text):
+            return False
+        recent = sent.recent_to(self.db, member.email, self.clock.now() - LOOP_WINDOW, limit=1)
+        return bool(recent)
+
+    def repeated(self, job: Job, member: Member) -> bool:
+        """Whether a short mail repeats words the member sent within a day (remembering
+        them). Drafts are long or attached; an auto-responder says the same few words."""
+        circle, mail = job.circle, job.mail
+        assert circle is not None and mail is not None
+        if mail.attachments or words_in(mail.text) >= SHORT_WORDS:
+            return False
+        digest = body_hash(mail.subject + "\n" + mail.text)
+        since = self.clock.now() - DAY
+        if self.marked(circle.id, member.email, "body", since=since, value=digest):
+            return True
+        self.mark(circle.id, member.email, "body", digest)
+        return False
+
+    def looping(self, job: Job, member: Member, why: str) -> Ignore:
+        """An automatic-looking mail: never answered; after a few in a day, pause the member
+        (their mailbox seems to answer every mail) and tell them once."""
+        stop = Ignore(f"not a draft: {why}; not answered, to avoid a mail loop")
+        stop.then(lambda: self.count_loop(job, member))
+        return stop
+
+    def count_loop(self, job: Job, member: Member) -> str:
+        circle = job.circle
+        assert circle is not None
+        self.mark(circle.id, member.email, "loop", str(job.spooled.id))
+        since = self.clock.now() - DAY
+        count = self.count_marks(circle.id, member.email, "loop", since)
+        current = members.get_by_id(self.db, member.id)
+        if count < LOOPS_BEFORE_PAUSE or current.status != members.ACTIVE:
+            return ""
+        from mailcircle.circle import assignments
+
+        members.set_status(self.db, member.id, members.PAUSED)
+        passed = assignments.pass_on(self.db, self.clock, self.composer, circle, current)
+        message = self.composer.compose(
+            circle,
+            "loop_paused",
+            compose.LoopPaused(
+                member_name=member.greeting_name,
+                circle_name=circle.name,
+                count=count,
+                resume_address=circle.action_address("resume"),
+            ),
+            to=member.email,
+        )
+        self.worker.queue(job, message, "loop_paused")
+        return (
+            f"; {member.email} paused after {count} automatic answers in a day "
+            f"({passed} assignment(s) passed on)"
+        )
+
+    # --- marks -------------------------------------------------------------------------------
+
+    def mark(self, circle_id: int, email: str, kind: str, value: str = "") -> None:
+        self.db.execute(
+            "INSERT INTO sender_marks (circle_id, email, kind, value, at) VALUES (?, ?, ?, ?, ?)",
+            [circle_id, email, kind, value, iso(self.clock.now())],
+        )
+
+    def marked(
+        self, circle_id: int, email: str, kind: str, *, since: datetime, value: str = ""
+    ) -> bool:
+        sql = (
+            "SELECT 1 FROM sender_marks WHERE circle_id = ? AND email = ? AND kind = ?"
+            " AND at >= ?" + (" AND value = ?" if value else "") + " LIMIT 1"
+        )
+        params = [circle_id, email, kind, iso(since)] + ([value] if value else [])
+        return self.db.execute(sql, params).fetchone() is not None
+
+    def count_marks(self, circle_id: int, email: str, kind: str, since: datetime) -> int:
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM sender_marks WHERE circle_id = ? AND email = ? AND kind = ?"
+            " AND at >= ?",
+            [circle_id, email, kind, iso(since)],
+        ).fetchone()
+        return int(row[0])
+
+
+def _first_word(mail: Mail) -> str:
+    first_line = next(
+        (line for line in mail.text.split("\n") if line.strip() and not line.startswith(">")), ""
+    )
+    words = (first_line or bare_subject(mail.subject)).lower().split()
+    return words[0].strip(".,!:;\"'") if words else ""

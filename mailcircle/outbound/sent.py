@@ -1,0 +1,92 @@
+"""What the circle has sent: every outgoing mail is in the outbox, so a reply can be read
+against the mail it answers, and answers to one address can be counted.
+
+Every query here uses an index (outbox_message_rcpt leads with message_id; outbox_recipient covers
+rcpt_to and created_at).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlite_utils import Database
+
+from mailcircle.clock import iso
+
+
+@dataclass(frozen=True)
+class SentMail:
+    id: int
+    purpose: str  # the template that made it
+    message_id: str
+    rcpt_to: str
+    created_at: str
+    raw: bytes
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> SentMail:
+        return cls(
+            row["id"],
+            row["purpose"],
+            row["message_id"],
+            row["rcpt_to"],
+            row["created_at"],
+            row["raw"],
+        )
+
+    @property
+    def subject(self) -> str:
+        return str(_message(self.raw).get("Subject", ""))
+
+    @property
+    def text(self) -> str:
+        """The plain-text part of the mail, as its reader saw it."""
+        message = _message(self.raw)
+        for part in message.walk():
+            if part.get_content_type() == "text/plain":
+                payload = part.get_payload(decode=True)
+                if isinstance(payload, bytes):
+                    return payload.decode(part.get_content_charset() or "utf-8", "replace")
+        return ""
+
+
+def _message(raw: bytes) -> email.message.Message:
+    return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+def answered(db: Database, message_ids: tuple[str, ...]) -> SentMail | None:
+    """The mail of ours that a reply answers: the first of ``message_ids`` (give the
+    In-Reply-To first, then References newest first) that the circle sent."""
+    for message_id in message_ids[:20]:
+        if not message_id:
+            continue
+        rows = list(db.query("SELECT * FROM outbox WHERE message_id = ?", [message_id]))
+        if rows:
+            return SentMail.from_row(rows[0])
+    return None
+
+
+def recent_to(db: Database, rcpt_to: str, since: datetime, limit: int = 10) -> list[SentMail]:
+    """Mail the circle sent to one address since a moment, newest first."""
+    return [
+        SentMail.from_row(row)
+        for row in db.query(
+            "SELECT * FROM outbox WHERE rcpt_to = ? AND created_at >= ?"
+            " ORDER BY created_at DESC LIMIT ?",
+            [rcpt_to, iso(since), limit],
+        )
+    ]
+
+
+def answers_to(db: Database, rcpt_to: str, since: datetime) -> int:
+    """How many answers to inbound mail went to one address since a moment."""
+    row = db.execute(
+        "SELECT COUNT(*) FROM outbox WHERE rcpt_to = ? AND created_at >= ?"
+        " AND spool_id IS NOT NULL",
+        [rcpt_to, iso(since)],
+    ).fetchone()
+    return int(row[0])
