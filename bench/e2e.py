@@ -50,6 +50,7 @@ MEMBERS = 20
 WAIT_SECONDS = 60  # any one socket operation; all clients connecting
 LINE = "so much depends upon a red wheel barrow glazed with rain water beside\n"
 TICK = os.sysconf("SC_CLK_TCK")
+AUTHSERV = "mx.example.org"  # the receiving server whose verdicts the circle trusts
 
 
 def free_port() -> int:
@@ -93,7 +94,8 @@ def draft_mail(n: int, author: int) -> tuple[str, str, bytes]:
     msg["To"] = CIRCLE
     msg["Subject"] = f"Draft {n}"
     msg["Message-ID"] = f"<e2e-draft-{n}-{time.monotonic_ns()}@example.net>"
-    msg.set_content("Ask: does the ending land?\n\n" + LINE * 42)
+    msg["Authentication-Results"] = f"{AUTHSERV}; dmarc=pass header.from=example.net"
+    msg.set_content(f"Ask: does the ending land?\n\nDraft {n}\n" + LINE * 42)
     return member(author), CIRCLE, msg.as_bytes(policy=SMTP)
 
 
@@ -108,9 +110,11 @@ def critique_mail(n: int, reviewer: int, token: str, assignment_mid: str) -> tup
     msg["Message-ID"] = f"<e2e-crit-{n}-{time.monotonic_ns()}@example.net>"
     msg["In-Reply-To"] = assignment_mid
     msg["References"] = f"<root-{n}@example.net> {assignment_mid}"
+    msg["Authentication-Results"] = f"{AUTHSERV}; dmarc=pass header.from=example.net"
     quoted = "".join("> " + line for line in [LINE] * 16)
     msg.set_content(
-        "The second stanza sings; the last line could trust the reader more.\n" * 18
+        f"Critique {n}.\n"
+        + "The second stanza sings; the last line could trust the reader more.\n" * 18
         + "\nOn Monday, Poets wrote:\n"
         + quoted
     )
@@ -356,9 +360,14 @@ def peak_rss_mb(root: int) -> float:
 
 def serve(folder: Path, db_path: Path, smtp_port: int, relay_port: int) -> subprocess.Popen:
     settings = folder / "mailcircle.toml"
+    from mailcircle.config import InboundSettings
+
+    trusted = ""  # a version that checks senders trusts our receiving server's verdicts
+    if "trusted_authserv_ids" in InboundSettings.__dataclass_fields__:
+        trusted = f'trusted_authserv_ids = ["{AUTHSERV}"]\n'
     settings.write_text(
         f'database = "{db_path}"\n[inbound]\nsmtp = "127.0.0.1:{smtp_port}"\nlmtp = ""\n'
-        f'[outbound]\nrelay = "127.0.0.1:{relay_port}"\n'
+        f'{trusted}[outbound]\nrelay = "127.0.0.1:{relay_port}"\n'
     )
     log = open(folder / "serve.log", "ab")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
