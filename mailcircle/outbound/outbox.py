@@ -46,6 +46,10 @@ def _flatten(part: Message, out: list[bytes]) -> bool:
     if part.preamble is not None or part.epilogue is not None:
         return False
     for name, value in part.raw_items():
+        if isinstance(value, str) and value.isascii() and "\n" not in value:
+            if len(name) + len(value) + 2 <= 78:  # what _Wire._fold writes as it is
+                out.append(f"{name}: {value}\r\n".encode("ascii"))
+                continue
         out.append(WIRE.fold_binary(name, value))
     out.append(b"\r\n")
     payload = part._payload  # type: ignore[attr-defined]
