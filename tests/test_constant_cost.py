@@ -236,6 +236,27 @@ def test_every_per_mail_query_uses_an_index(db, clock, aged) -> None:  # noqa: A
         bounce_to = circle.action_address("bounce", "b3")
         dsn = (MAILS / "dsn-postfix-user-unknown.eml").read_bytes()
         assert worker.process(spool_one(db, clock, dsn, mail_from="", to=bounce_to)) == "done"
+        # Thanks in answer to an acknowledgement (a note), and a post to the circle's talk.
+        db.conn.set_trace_callback(None)
+        [ack] = db.execute(
+            "SELECT message_id FROM outbox WHERE purpose = 'submission_ack' ORDER BY id DESC"
+        ).fetchone()
+        db.conn.set_trace_callback(statements.append)
+        note = draft(
+            subject="Re: x",
+            body="Thanks!\n",
+            message_id="<note@x>",
+            extra={"In-Reply-To": ack, "References": ack},
+        )
+        assert worker.process(spool_one(db, clock, note)) == "done"
+        talk_to = circle.action_address("talk")
+        post = draft(
+            to=talk_to,
+            subject="Line breaks?",
+            body="How do you break lines?\n",
+            message_id="<talk@x>",
+        )
+        assert worker.process(spool_one(db, clock, post, to=talk_to)) == "done"
         # The sender's queries.
         for mail in outbox.due(db, clock.now()):
             outbox.mark_sent(db, mail.id, clock.now())
