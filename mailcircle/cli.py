@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import functools
-import logging
 import os
 import signal
 import sys
@@ -17,9 +16,9 @@ from typing import Any
 import click
 from sqlite_utils import Database
 
-from mailcircle import __version__, config
+from mailcircle import __version__, config, logs
 from mailcircle import db as database
-from mailcircle.circle import circles, holds, members
+from mailcircle.circle import circles, holds, members, operations
 from mailcircle.clock import SystemClock
 from mailcircle.db import transaction
 from mailcircle.errors import MailcircleError
@@ -46,6 +45,9 @@ class _State:
         self._settings: config.Settings | None = None
         self._db: Database | None = None
         self.clock = SystemClock()
+        self.log_level: str | None = None  # the top-level --log-level, if given
+        self.log_format = "text"
+        self.debug_libraries = False
 
     @property
     def settings(self) -> config.Settings:
@@ -56,7 +58,16 @@ class _State:
     @property
     def db(self) -> Database:
         if self._db is None:
-            self._db = database.connect(self.settings.database)
+            path = self.settings.database
+            if self.settings.source is None:
+                click.echo(f"Using {_shown_path(path)} (no settings file; see --config)", err=True)
+            if not path.exists() and _read_only_command():
+                raise MailcircleError(
+                    f"there is no database at {_shown_path(path)}"
+                    + ("" if self.settings.source else " (no settings file; see --config)")
+                    + "; this command only reads, so it does not create one"
+                )
+            self._db = database.connect(path)
         return self._db
 
 
@@ -64,10 +75,9 @@ pass_state = click.make_pass_decorator(_State)
 
 _LOG_LEVEL = click.option(
     "--log-level",
-    type=click.Choice(["debug", "info", "warning"]),
-    default="info",
-    show_default=True,
-    help="How much to log to standard error.",
+    type=click.Choice(logs.LEVELS),
+    default=None,
+    help="How much to log to standard error (default here: info).",
 )
 
 
@@ -86,9 +96,34 @@ def _table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
     type=click.Path(dir_okay=False),
     help=f"Settings file (TOML). Default: ${config.ENV_VAR}, else built-in defaults.",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(logs.LEVELS),
+    help="How much mailcircle logs to standard error. "
+    "Default: info for serve and poll, warning for the other commands.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    default="text",
+    show_default=True,
+    help="Log lines as text, or one JSON object a line (for a log collector).",
+)
+@click.option(
+    "--debug-libraries",
+    is_flag=True,
+    help="Let the libraries (aiosmtpd, imapclient, asyncio ...) log at --log-level too; "
+    "otherwise they log warnings only.",
+)
 @click.version_option(__version__, prog_name="mailcircle")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None) -> None:
+def main(
+    ctx: click.Context,
+    config_path: str | None,
+    log_level: str | None,
+    log_format: str,
+    debug_libraries: bool,
+) -> None:
     """mailcircle: a writing circle that runs entirely by email.
 
     Writers mail drafts to the circle's address; mailcircle stores each one, acknowledges
@@ -96,7 +131,13 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     `mailcircle init`, `mailcircle circle create`, `mailcircle members add`, then
     `mailcircle serve`.
     """
-    ctx.obj = _State(config_path)
+    ctx.obj = state = _State(config_path)
+    state.log_level, state.log_format, state.debug_libraries = (
+        log_level,
+        log_format,
+        debug_libraries,
+    )
+    logs.setup(log_level or "warning", log_format, debug_libraries=debug_libraries)
 
 
 @main.command()
@@ -121,7 +162,7 @@ def init(state: _State, path: str | None, force: bool) -> None:
 
 @main.group(cls=_Group)
 def circle() -> None:
-    """Create and list circles."""
+    """Create, list, change and remove circles."""
 
 
 @circle.command("create")
@@ -363,7 +404,8 @@ def run_due_command(state: _State, now_text: str | None) -> None:
     """Run everything due once: rounds, reminders, expiry. For cron and for tests.
 
     Every job works out what is due from the database and the time, so running it twice
-    does nothing the second time. The mails it queues are sent by `serve` or `poll`.
+    does nothing the second time. The mails it queues are sent by `serve` or `poll`; with
+    --now in the future they are still dated and sent now, not at that moment.
     """
     from mailcircle.clock import FakeClock
     from mailcircle.outbound.compose import Composer
@@ -380,7 +422,13 @@ def run_due_command(state: _State, now_text: str | None) -> None:
         if moment.tzinfo is None:
             raise MailcircleError("--now needs a time zone, e.g. 2026-03-09T09:00:00+00:00")
         clock = FakeClock(moment)
-    report = run_due(state.db, clock, Composer(clock))
+    # What is due is decided at --now; the mail it queues is dated and due now in real time
+    # (or at --now, if that is earlier), so a running serve sends it at once.
+    real = state.clock
+    dated = FakeClock(min(clock.now(), real.now()))
+    before = operations.last_outbox_id(state.db)
+    report = run_due(state.db, clock, Composer(dated))
+    operations.send_now(state.db, before, min(clock.now(), real.now()))
     for line in report.rounds:
         click.echo(line)
     click.echo(
@@ -396,7 +444,7 @@ def run_due_command(state: _State, now_text: str | None) -> None:
 
 @main.group(cls=_Group, name="members")
 def members_group() -> None:
-    """Add, list and remove a circle's members."""
+    """Add, import, list, change, export, erase and remove a circle's members."""
 
 
 @members_group.command("add")
@@ -580,6 +628,53 @@ def outbox_list(state: _State, status: str | None, limit: int) -> None:
     )
 
 
+@outbox_group.command("show")
+@click.argument("mail_id", metavar="ID", type=int)
+@pass_state
+def outbox_show(state: _State, mail_id: int) -> None:
+    """Show one outgoing mail: envelope, status, attempts, the last error and its headers."""
+    row = outbox.details(state.db, mail_id)
+    for label, value in (
+        ("ID", row["id"]),
+        ("Created", row["created_at"]),
+        ("Purpose", row["purpose"]),
+        ("Envelope from", row["mail_from"] or "<>"),
+        ("Envelope to", row["rcpt_to"]),
+        ("Status", row["status"]),
+        ("Attempts", row["attempts"]),
+        ("Next attempt", row["next_attempt_at"] if row["status"] == outbox.QUEUED else ""),
+        ("Sent", row["sent_at"] or ""),
+    ):
+        click.echo(f"{label + ':':15}{value}")
+    if row["last_error"]:
+        click.echo(f"{'Last error:':15}{row['last_error']}")
+    click.echo("\nHeaders:")
+    for name, value in row["headers"]:
+        click.echo(f"{name}: {value}")
+
+
+@outbox_group.command("retry")
+@click.argument("mail_id", metavar="ID", type=int, required=False)
+@click.option("--failed", "all_failed", is_flag=True, help="Every mail that failed for good.")
+@pass_state
+def outbox_retry(state: _State, mail_id: int | None, all_failed: bool) -> None:
+    """Send a failed mail again (or a queued one now); the running service sends it."""
+    from mailcircle.db import transaction
+
+    if (mail_id is None) == (not all_failed):
+        raise click.UsageError("give one outgoing mail's ID, or --failed")
+    with transaction(state.db):
+        if all_failed:
+            ids = outbox.retry_failed(state.db, state.clock.now())
+        else:
+            ids = [outbox.retry(state.db, mail_id or 0, state.clock.now()).id]
+    if not ids:
+        click.echo("No failed outgoing mail.")
+        return
+    listed = ", ".join(f"#{i}" for i in ids)
+    click.echo(f"Outgoing {listed} {'is' if len(ids) == 1 else 'are'} queued to be sent now.")
+
+
 # --- serve --------------------------------------------------------------------------------
 
 
@@ -602,7 +697,7 @@ def serve(state: _State, log_level: str, sample: bool | None) -> None:
     """
     from mailcircle.service import Service  # import late: --help stays quick
 
-    _setup_logging(log_level)
+    _setup_logging(state, log_level)
     settings = state.settings
     db = state.db
     no_circles = not circles.all_circles(db)
@@ -646,15 +741,13 @@ def serve(state: _State, log_level: str, sample: bool | None) -> None:
     _run_until_stopped(service)
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+def _setup_logging(state: _State, level: str | None) -> None:
+    """serve and poll log at info unless told otherwise (their own --log-level or the top one)."""
+    logs.setup(
+        level or state.log_level or "info",
+        state.log_format,
+        debug_libraries=state.debug_libraries,
     )
-    # aiosmtpd and imapclient log every protocol command at INFO; keep that for debug.
-    for noisy in ("mail.log", "imapclient"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
 
 
 def _run_until_stopped(service: Any) -> None:
@@ -683,14 +776,19 @@ def poll(state: _State, once: bool, log_level: str) -> None:
     Outgoing mail and processing run as with `serve`. With --once it takes what is there,
     processes it, sends what is due and exits: for cron.
     """
-    from mailcircle.inbound.imap import NETWORK_ERRORS, ImapPoller, poll_folder_once
+    from mailcircle.inbound.imap import (
+        NETWORK_ERRORS,
+        ImapPoller,
+        describe_error,
+        poll_folder_once,
+    )
     from mailcircle.inbound.process import Worker
     from mailcircle.inbound.verify import SenderCheck
     from mailcircle.outbound.compose import Composer
     from mailcircle.outbound.deliver import deliver_due, transport_for
-    from mailcircle.service import Service
+    from mailcircle.service import Service, bounce_recorder
 
-    _setup_logging(log_level)
+    _setup_logging(state, log_level)
     settings = state.settings
     imap = settings.imap
     if not imap.host:
@@ -716,7 +814,7 @@ def poll(state: _State, once: bool, log_level: str) -> None:
     try:
         report = poll_folder_once(poller, state.db)
     except NETWORK_ERRORS as err:
-        raise MailcircleError(f"IMAP {imap.host}:{imap.port}: {err}") from None
+        raise MailcircleError(f"IMAP {imap.host}:{imap.port}: {describe_error(err)}") from None
     click.echo(f"Mailbox: {report}.")
     for problem in report.failed:
         click.echo(f"  not taken, {problem}")
@@ -732,8 +830,9 @@ def poll(state: _State, once: bool, log_level: str) -> None:
         click.echo(f"  processed {processed} mails...")
     transport = transport_for(settings.outbound)
     tried = 0
+    on_refused = bounce_recorder(state.clock, Composer(state.clock))
     try:
-        while batch := deliver_due(state.db, state.clock, transport):
+        while batch := deliver_due(state.db, state.clock, transport, on_refused=on_refused):
             tried += batch
     finally:
         transport.close()
@@ -746,3 +845,309 @@ def _ensure_sample_circle(state: _State) -> circles.Circle:
     sample = circles.set_setting(state.db, sample, "sender_check", "accept")
     members.add(state.db, state.clock, sample, SAMPLE_MEMBER, "You")
     return sample
+
+
+# --- the operator's toolbox -------------------------------------------------------------------
+
+# Commands that only read: on a missing database they say so instead of creating an empty one.
+_READ_ONLY = frozenset(
+    {
+        "status",
+        "circle list",
+        "circle show",
+        "members list",
+        "members export",
+        "engagement list",
+        "round preview",
+        "templates list",
+        "templates preview",
+        "inbox list",
+        "inbox show",
+        "outbox list",
+        "outbox show",
+    }
+)
+
+
+def _read_only_command() -> bool:
+    ctx = click.get_current_context(silent=True)
+    names: list[str] = []
+    while ctx is not None and ctx.parent is not None:  # the root's name is the program's
+        names.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(names) in _READ_ONLY
+
+
+def _shown_path(path: Path) -> str:
+    """The database path as the operator would type it: ./x.db when under the current folder."""
+    try:
+        return f"./{path.relative_to(Path.cwd())}"
+    except ValueError:
+        return str(path)
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if not yes and not click.confirm(question, default=False, err=True):
+        raise MailcircleError("nothing was changed (answer y, or give --yes)")
+
+
+@main.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+@click.option(
+    "--stuck-after",
+    default=60,
+    show_default=True,
+    metavar="MINUTES",
+    type=click.IntRange(min=1),
+    help="Outgoing mail waiting longer than this needs a person.",
+)
+@pass_state
+def status_command(state: _State, as_json: bool, stuck_after: int) -> None:
+    """Show each circle's members, queues, rounds and trouble; exit 1 when a person is needed.
+
+    Needs a person: inbound mail held or failed, outgoing mail waiting longer than
+    --stuck-after minutes, outgoing mail that failed for good. For monitoring, use the
+    exit status, or --json for the figures.
+    """
+    import json
+    from datetime import timedelta
+
+    from mailcircle.circle import status as circle_status
+
+    found = circle_status.report(
+        state.db, state.clock.now(), stuck_after=timedelta(minutes=stuck_after)
+    )
+    if as_json:
+        click.echo(json.dumps(found.as_dict(), indent=2, sort_keys=True))
+    else:
+        if not found.circles:
+            click.echo("No circles yet.")
+        for c in found.circles:
+            people = ", ".join(f"{n} {s}" for s, n in c.members.items())
+            last = (
+                f"round {c.last_round['number']} at {c.last_round['starts_at']}"
+                if c.last_round
+                else "none yet"
+            )
+            waiting = (
+                f"{c.outgoing_queued} queued, oldest waiting "
+                f"{circle_status.age_text(c.oldest_queued_age_seconds)}"
+                if c.oldest_queued_age_seconds is not None
+                else "0 queued"
+            )
+            click.echo(f"{c.name} <{c.address}>")
+            for label, value in (
+                ("members", people),
+                ("drafts queued", c.drafts_queued),
+                ("last round", last),
+                ("next round", c.next_round),
+                (
+                    "inbound mail",
+                    f"{c.inbound['new']} waiting, {c.inbound['held']} held, "
+                    f"{c.inbound['failed']} failed",
+                ),
+                ("outgoing mail", f"{waiting}, {c.outgoing_failed} failed"),
+            ):
+                click.echo(f"  {label + ':':15}{value}")
+        if found.problems:
+            click.echo("Needs a person:")
+            for problem in found.problems:
+                click.echo(f"  {problem}")
+        else:
+            click.echo("Nothing needs a person.")
+    if not found.ok:
+        sys.exit(1)
+
+
+@circle.command("remove")
+@click.argument("circle_address", metavar="CIRCLE")
+@click.option("--force", is_flag=True, help="Remove it even with work under way.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def circle_remove(state: _State, circle_address: str, force: bool, yes: bool) -> None:
+    """Delete CIRCLE and everything stored for it: members, drafts, critiques, mail.
+
+    Refuses while work is under way (drafts queued, open assignments, outgoing mail not
+    sent, inbound mail not processed) unless --force. Asks first unless --yes.
+    """
+    found = circles.get(state.db, circle_address)
+    if not force and (work := operations.open_work(state.db, found)):
+        raise MailcircleError(
+            f"{found.address} still has work under way ({', '.join(work)}); "
+            "use --force to remove it anyway"
+        )
+    _confirm(f"Delete {found.name} <{found.address}> and everything stored for it?", yes)
+    counts = operations.remove_circle(state.db, found, force=True)
+    click.echo(f"Removed {found.name} <{found.address}>.")
+    for table, n in sorted(counts.items()):
+        click.echo(f"  {table}: {n} rows deleted")
+
+
+@members_group.command("set")
+@click.argument("circle_address", metavar="CIRCLE")
+@click.argument("email")
+@click.option("--name", help="Their name (control characters are removed).")
+@click.option("--timezone", help="Their time zone, e.g. Europe/Paris.")
+@click.option(
+    "--moderator/--member",
+    "moderator",
+    default=None,
+    help="Make them a moderator (they get the circle's notices), or a plain member.",
+)
+@pass_state
+def members_set(
+    state: _State,
+    circle_address: str,
+    email: str,
+    name: str | None,
+    timezone: str | None,
+    moderator: bool | None,
+) -> None:
+    """Change a member's name, time zone or role."""
+    found = circles.get(state.db, circle_address)
+    role = None if moderator is None else (members.MODERATOR if moderator else "member")
+    member = operations.set_member(state.db, found, email, name=name, timezone=timezone, role=role)
+    click.echo(
+        f"{member.email} in {found.name}: name {member.name!r}, time zone {member.timezone}, "
+        f"role {member.role}."
+    )
+
+
+PROGRESS_EVERY = 500
+
+
+@members_group.command("import")
+@click.argument("circle_address", metavar="CIRCLE")
+@click.argument("csv_file", metavar="FILE.csv", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--skip-bad", is_flag=True, help="Import the good rows even if some are bad.")
+@pass_state
+def members_import(state: _State, circle_address: str, csv_file: Any, skip_bad: bool) -> None:
+    """Add the members listed in a CSV file (columns name, email, timezone; a header row).
+
+    Every row is checked first (address, time zone, the same address twice); every bad
+    row is reported with its line number, and nothing is changed unless --skip-bad.
+    People who are already members are reported and left as they are. '-' reads stdin.
+    """
+    found = circles.get(state.db, circle_address)
+    try:
+        checked = operations.check_rows(csv_file, found.config.timezone)
+    except UnicodeDecodeError:
+        raise MailcircleError(f"{csv_file.name} is not UTF-8 text") from None
+    for problem in checked.problems:
+        click.echo(f"bad row: {problem}", err=True)
+    if checked.problems and not skip_bad:
+        raise MailcircleError(
+            f"{len(checked.problems)} bad rows; nothing was imported "
+            "(fix them, or give --skip-bad to import the good rows)"
+        )
+    total = len(checked.rows)
+
+    def progress(done: int) -> None:
+        if done % PROGRESS_EVERY == 0 and done < total:
+            click.echo(f"  {done} of {total} rows done...", err=True)
+
+    result = operations.import_rows(state.db, state.clock, found, checked.rows, progress=progress)
+    for line in result.existing:
+        click.echo(f"skipped: {line}", err=True)
+    click.echo(
+        f"Imported {len(result.added)} members into {found.name}; "
+        f"{len(result.existing)} were already members"
+        + (f"; {len(checked.problems)} bad rows skipped." if checked.problems else ".")
+    )
+
+
+@members_group.command("export")
+@click.argument("circle_address", metavar="CIRCLE")
+@click.argument("email")
+@click.option("--raw", is_flag=True, help="Include the text of their inbound and outgoing mail.")
+@pass_state
+def members_export(state: _State, circle_address: str, email: str, raw: bool) -> None:
+    """Print everything stored about EMAIL in CIRCLE as JSON (a member's data request).
+
+    Their member record, drafts with their text, assignments, critiques given and
+    received, confirmations, bounces, digests sent, engagement answers, the inbound mail
+    holding their words (metadata; the mail itself with --raw) and the mail sent to them.
+    """
+    import json
+
+    from mailcircle.circle import member_data
+
+    found = circles.get(state.db, circle_address)
+    data = member_data.export(state.db, state.clock, found, email, raw=raw)
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@members_group.command("erase")
+@click.argument("circle_address", metavar="CIRCLE")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def members_erase(state: _State, circle_address: str, email: str, yes: bool) -> None:
+    """Erase everything stored about EMAIL in CIRCLE (a member's request to be forgotten).
+
+    Their drafts' and critiques' text and their inbound mail are blanked, their record is
+    anonymised, tokens that lead to them are closed, mail to them is deleted, and their
+    open assignments pass to backups. Others' critiques of their drafts are kept. Asks
+    first unless --yes; `members export` first if they want a copy.
+    """
+    from mailcircle.circle import member_data
+    from mailcircle.outbound.compose import Composer
+
+    found = circles.get(state.db, circle_address)
+    member = members.find(state.db, found, email, include_left=True)
+    if member is None:
+        raise MailcircleError(f"{email} is not a member of {found.address}")
+    _confirm(f"Erase everything stored about {member.email} in {found.name}?", yes)
+    done = member_data.erase(state.db, state.clock, Composer(state.clock), found, email)
+    click.echo(f"Erased {done.email} from {found.name}:")
+    for line in done.lines():
+        click.echo(f"  {line}")
+
+
+@inbox.command("inject")
+@click.argument("mail_file", metavar="FILE", type=click.File("rb"))
+@click.option("--to", "rcpt_to", required=True, metavar="ADDRESS", help="The circle address.")
+@click.option(
+    "--from",
+    "mail_from",
+    metavar="ADDRESS",
+    help="The envelope sender. Default: the address in the mail's From: header.",
+)
+@pass_state
+def inbox_inject(state: _State, mail_file: Any, rcpt_to: str, mail_from: str | None) -> None:
+    """Put a mail (an .eml file, or '-' for stdin) in the spool as if it had arrived for ADDRESS.
+
+    The worker of a running `serve` or `poll` then processes it like any other mail. Use
+    it for a mail that reached the wrong place, or to try the circle by hand.
+    """
+    from mailcircle import addresses
+
+    raw = mail_file.read()
+    if not raw.strip():
+        raise MailcircleError(f"{mail_file.name} is empty")
+    limit = state.settings.inbound.max_message_bytes
+    if len(raw) > limit:
+        raise MailcircleError(
+            f"{mail_file.name} is {len(raw)} bytes, over inbound.max_message_bytes ({limit})"
+        )
+    found = circles.find(state.db, rcpt_to)
+    if found is None:
+        raise MailcircleError(f"{rcpt_to} is not a circle's address (see `mailcircle circle list`)")
+    if mail_from is None:
+        header = email.message_from_bytes(raw, policy=email.policy.compat32).get("From", "")
+        mail_from = addresses.first_address(str(header))[1]
+        if not mail_from:
+            raise MailcircleError(f"{mail_file.name} has no From: address; give --from")
+    [spool_id] = spool.store(
+        state.db,
+        state.clock,
+        source="inject",
+        peer="mailcircle inbox inject",
+        mail_from=addresses.normalize(mail_from) if mail_from != "<>" else "",
+        recipients=[(addresses.normalize(rcpt_to), found.id)],
+        raw=raw,
+    )
+    click.echo(
+        f"Inbound #{spool_id} is in the spool for {addresses.normalize(rcpt_to)}; "
+        "a running `mailcircle serve` or `poll` processes it."
+    )

@@ -49,6 +49,8 @@ class OutboundSettings:
     password_env: str = ""
     maildir: Path = Path("outgoing")
     ca_file: Path | None = None  # extra CA certificates to trust for the relay's STARTTLS
+    helo_name: str = ""  # the name given in EHLO; empty: the domain of the envelope sender
+    idle_seconds: int = 30  # a relay connection idle longer than this is closed
 
     def password(self) -> str:
         """The relay password, read from the environment when it is needed, never stored."""
@@ -78,6 +80,7 @@ class ImapSettings:
     processed_folder: str = ""  # empty: leave processed mail where it is, marked \Seen
     failed_folder: str = ""  # empty: leave mail that cannot be taken where it is, \Flagged
     poll_seconds: int = 60  # how often to look when the server has no IDLE
+    ca_file: Path | None = None  # extra CA certificates to trust for TLS/STARTTLS
 
     def password(self) -> str:
         """The mailbox password: from the environment or a command, read when needed."""
@@ -144,6 +147,11 @@ DOCUMENTED_KEYS: dict[str, tuple[str, str]] = {
     "outbound.password_env": ('""', "name of the environment variable holding the relay password"),
     "outbound.maildir": ('"outgoing"', "Maildir that receives outgoing mail when no relay is set"),
     "outbound.ca_file": ('""', "CA certificates (PEM) to trust for the relay; empty: the system's"),
+    "outbound.helo_name": (
+        '""',
+        "the name mailcircle gives in EHLO; empty: the circle's domain (the envelope sender's)",
+    ),
+    "outbound.idle_seconds": ("30", "close the relay connection after this many idle seconds"),
     "imap.host": ('""', "IMAP server of the circle's mailbox, for `mailcircle poll`; empty: none"),
     "imap.port": ("993", "IMAP port (993 for tls, usually 143 for starttls)"),
     "imap.security": ('"tls"', 'how to protect the connection: "tls", "starttls" or "none"'),
@@ -154,6 +162,10 @@ DOCUMENTED_KEYS: dict[str, tuple[str, str]] = {
     "imap.processed_folder": ('""', "move mail here once stored; empty: leave it, marked seen"),
     "imap.failed_folder": ('""', "move mail that cannot be taken here; empty: leave it, flagged"),
     "imap.poll_seconds": ("60", "how often to look for mail when the server has no IDLE"),
+    "imap.ca_file": (
+        '""',
+        "CA certificates (PEM) to trust for the IMAP server's TLS; empty: the system's",
+    ),
 }
 
 
@@ -216,7 +228,18 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> S
             raise ConfigError(f"setting {name} must be a table ([{name}]), not {table!r}")
     _check_known(inbound, "inbound.", {"smtp", "lmtp", "max_message_bytes", "trusted_authserv_ids"})
     _check_known(
-        outbound, "outbound.", {"relay", "starttls", "user", "password_env", "maildir", "ca_file"}
+        outbound,
+        "outbound.",
+        {
+            "relay",
+            "starttls",
+            "user",
+            "password_env",
+            "maildir",
+            "ca_file",
+            "helo_name",
+            "idle_seconds",
+        },
     )
 
     defaults_in, defaults_out = InboundSettings(), OutboundSettings()
@@ -238,6 +261,12 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> S
         raise ConfigError("setting outbound.password_env is set but outbound.user is empty")
     database = _take(data, "database", "", str, str(Settings.database))
     maildir = _take(outbound, "maildir", "outbound.", str, str(defaults_out.maildir))
+    helo_name = _take(outbound, "helo_name", "outbound.", str, "").strip()
+    if helo_name and (" " in helo_name or not helo_name.isascii()):
+        raise ConfigError(f"setting outbound.helo_name must be a host name, not {helo_name!r}")
+    idle_seconds = _take(outbound, "idle_seconds", "outbound.", int, defaults_out.idle_seconds)
+    if idle_seconds < 1:
+        raise ConfigError("setting outbound.idle_seconds must be at least 1")
     for key, value in (("database", database), ("outbound.maildir", maildir)):
         if not value.strip():
             raise ConfigError(f"setting {key} must not be empty")
@@ -259,17 +288,23 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> S
             ca_file=(base / ca)
             if (ca := _take(outbound, "ca_file", "outbound.", str, ""))
             else None,
+            helo_name=helo_name,
+            idle_seconds=idle_seconds,
         ),
-        imap=_imap_settings(imap),
+        imap=_imap_settings(imap, base),
         source=source,
     )
 
 
-def _imap_settings(table: dict[str, Any]) -> ImapSettings:
+def _imap_settings(table: dict[str, Any], base: Path = Path(".")) -> ImapSettings:
     _check_known(table, "imap.", set(ImapSettings.__dataclass_fields__))
     defaults = ImapSettings()
     values: dict[str, Any] = {}
     for name in ImapSettings.__dataclass_fields__:
+        if name == "ca_file":  # a path, read against the settings file's folder
+            ca = _take(table, name, "imap.", str, "")
+            values[name] = base / ca if ca else None
+            continue
         kind = int if isinstance(getattr(defaults, name), int) else str
         values[name] = _take(table, name, "imap.", kind, getattr(defaults, name))
     settings = ImapSettings(**values)

@@ -344,6 +344,33 @@ def _talk(db: Database) -> None:
     )
 
 
+@migrations(name="0012_relay")
+def _relay(db: Database) -> None:
+    # A relay that refuses a member's address in the SMTP dialogue is a bounce too: it has
+    # no spooled report, only the outgoing mail it refused.
+    db.executescript(
+        """
+        CREATE TABLE bounces_new (
+            id INTEGER PRIMARY KEY,
+            member_id INTEGER NOT NULL REFERENCES members(id),
+            spool_id INTEGER REFERENCES spool(id),  -- the bounce report, if one came by mail
+            outbox_id INTEGER,                     -- the outgoing mail a relay refused
+            kind TEXT NOT NULL,                    -- hard, soft, mailbox_full
+            status TEXT NOT NULL DEFAULT '',       -- the DSN's status code, e.g. 5.1.1
+            received_at TEXT NOT NULL
+        );
+        INSERT INTO bounces_new (id, member_id, spool_id, kind, status, received_at)
+            SELECT id, member_id, spool_id, kind, status, received_at FROM bounces;
+        DROP TABLE bounces;
+        ALTER TABLE bounces_new RENAME TO bounces;
+        CREATE INDEX bounces_member ON bounces (member_id, received_at);
+        -- When a mail was last handed to the relay with no answer recorded yet (a process
+        -- that stops then leaves it set, and the next one sends that mail again at once).
+        ALTER TABLE outbox ADD COLUMN handed_at TEXT;
+        """
+    )
+
+
 @migrations(name="0008_perf")
 def _perf(db: Database) -> None:
     db.executescript(

@@ -27,11 +27,22 @@ class AlreadyExists(MailcircleError):
 
 
 class DeliveryError(MailcircleError):
-    """Sending an outgoing mail failed. ``permanent`` says whether trying again can help."""
+    """Sending an outgoing mail failed. ``permanent`` says whether trying again can help;
+    ``code`` is the relay's reply code, 0 when there was no answer (no connection)."""
 
-    def __init__(self, message: str, *, permanent: bool) -> None:
+    def __init__(self, message: str, *, permanent: bool, code: int = 0) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.code = code
+
+
+class RecipientRefused(DeliveryError):
+    """The relay refused the recipient's address at RCPT; ``status`` is its enhanced status
+    code (e.g. 5.1.1), or the reply code when it gave none."""
+
+    def __init__(self, message: str, *, permanent: bool, code: int, status: str) -> None:
+        super().__init__(message, permanent=permanent, code=code)
+        self.status = status
 
 
 # --- Outcomes of processing one inbound mail --------------------------------------------

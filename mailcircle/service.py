@@ -11,15 +11,20 @@ import logging
 import threading
 from collections.abc import Callable
 
+from sqlite_utils import Database
+
 from mailcircle import db as database
+from mailcircle.circle import bounces
 from mailcircle.clock import Clock, SystemClock
 from mailcircle.config import Settings
+from mailcircle.errors import RecipientRefused
 from mailcircle.inbound.imap import ImapPoller
 from mailcircle.inbound.process import Worker
 from mailcircle.inbound.smtp import InboundServer
 from mailcircle.inbound.verify import SenderCheck
 from mailcircle.outbound.compose import Composer
-from mailcircle.outbound.deliver import Transport, deliver_due, transport_for
+from mailcircle.outbound.deliver import OnRefused, Sender, Transport, transport_for
+from mailcircle.outbound.outbox import Outgoing
 from mailcircle.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -129,14 +134,29 @@ class Service:
 
     def _send(self) -> None:
         db = database.connect(self.settings.database)
+        sender = Sender(
+            db, self.clock, self.transport, on_refused=bounce_recorder(self.clock, self.composer)
+        )
         try:
             while not self._stopping.is_set():
                 try:
-                    if deliver_due(db, self.clock, self.transport):
+                    if sender.deliver_due():
                         continue  # more may be due already
                 except Exception:
                     log.exception("the sender hit an error; it will try again")
                 self._outbox_wake.wait(self.poll_seconds)
                 self._outbox_wake.clear()
+                self.transport.close_idle()
         finally:
             db.close()
+
+
+def bounce_recorder(clock: Clock, composer: Composer) -> OnRefused:
+    """Records a relay's 5xx for a member's address as a bounce against that member."""
+
+    def record(db: Database, mail: Outgoing, err: RecipientRefused) -> str:
+        return bounces.refused_by_relay(
+            db, clock, composer, mail.circle_id, mail.rcpt_to, mail.id, err.status
+        )
+
+    return record

@@ -26,7 +26,48 @@ from mailcircle.cli import main
 from mailcircle.clock import FakeClock
 
 MAILS = Path(__file__).parent / "mails"
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# Third-party corpora live outside the repository, in the sibling folder ../shared (or where
+# MAILCIRCLE_SHARED points). A newcomer's clone may not have them: the tests that need them
+# skip, saying why; CI sets MAILCIRCLE_REQUIRE_CORPORA=1 so that their absence fails instead.
+SHARED = Path(os.environ.get("MAILCIRCLE_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+REQUIRE_CORPORA = os.environ.get("MAILCIRCLE_REQUIRE_CORPORA", "") not in ("", "0")
+
+
+def missing_corpus(reason: str) -> None:
+    """Skip the running test for want of outside material, or fail it when CI requires it."""
+    if REQUIRE_CORPORA:
+        pytest.fail(f"{reason} (MAILCIRCLE_REQUIRE_CORPORA is set, so this fails)", pytrace=False)
+    pytest.skip(reason)
+
+
+def need_corpus(folder: Path, pattern: str, what: str) -> list[Path]:
+    """The files of an outside corpus, or a skip (a failure in CI) when there are none."""
+    files = sorted(folder.rglob(pattern)) if folder.is_dir() else []
+    if not files:
+        missing_corpus(f"{what} not found: no {pattern} under {folder}")
+    return files
+
+
+def corpus(values: list, folder: Path, what: str) -> list:
+    """Parameters for a test run once per file of an outside corpus.
+
+    With no files, one parameter that skips with the reason (fails in CI), so an empty
+    corpus never lets the test pass by running zero times.
+    """
+    if values:
+        return values
+    reason = f"{what} not found under {folder}"
+    return [pytest.param(None, marks=pytest.mark.corpus_missing(reason), id="corpus-missing")]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "corpus_missing(reason): the outside corpus is absent")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("corpus_missing")
+    if marker is not None:
+        missing_corpus(marker.args[0])
 
 
 def free_port() -> int:

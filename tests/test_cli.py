@@ -31,7 +31,17 @@ def ok(result: Result) -> str:
     return result.output
 
 
-def test_circles_and_members_round_trip(run) -> None:  # noqa: ANN001
+def test_circles_and_members_round_trip(run, tmp_path: Path) -> None:  # noqa: ANN001
+    # A command that only reads does not create the database it was pointed at.
+    missing = run("circle", "list")
+    assert (missing.exit_code, missing.output) == (
+        1,
+        f"Error: there is no database at {tmp_path / 'circle.db'}; "
+        "this command only reads, so it does not create one\n",
+    )
+    assert not (tmp_path / "circle.db").exists()
+    ok(run("circle", "create", "novelists@example.org", "--name", "Novelists"))
+    ok(run("circle", "remove", "novelists@example.org", "--yes"))
     assert ok(run("circle", "list")) == (
         "No circles yet. Create one: mailcircle circle create ADDRESS --name NAME\n"
     )
@@ -138,6 +148,7 @@ def test_inbox_list_show_and_retry(run, tmp_path: Path) -> None:  # noqa: ANN001
 
 
 def test_outbox_list_when_empty(run) -> None:  # noqa: ANN001
+    ok(run("circle", "create", "poets@example.org", "--name", "Poets"))
     assert ok(run("outbox", "list")) == "No outgoing mail yet.\n"
 
 

@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from conftest import CapturingRelay, Serve, draft, send
+from conftest import SHARED, CapturingRelay, Serve, corpus, draft, send
 
 from mailcircle.circle import assignments, members
 from mailcircle.db import transaction
@@ -387,14 +387,10 @@ def test_a_bounce_without_its_token_never_counts(db, clock, worker, poets) -> No
 
 @pytest.mark.parametrize(
     "path",
-    sorted(
-        (
-            Path(__file__).resolve().parents[2]
-            / "shared"
-            / "corpora"
-            / "mail_fixtures"
-            / "multipart_report_emails"
-        ).glob("*.eml")
+    corpus(
+        sorted((SHARED / "corpora" / "mail_fixtures" / "multipart_report_emails").glob("*.eml")),
+        SHARED / "corpora" / "mail_fixtures" / "multipart_report_emails",
+        "the delivery reports of the mail_fixtures corpus",
     ),
     ids=lambda p: p.name,
 )
@@ -411,3 +407,40 @@ def test_real_delivery_reports_to_the_verp_address_are_recorded(
     assert kind in ("hard", "soft", "mailbox_full")
     assert status == "" or status[0] in "45"
     assert sent(db) == []
+
+
+def test_unsubscribe_button_from_a_verified_member_leaves_at_once(db, clock, poets) -> None:  # noqa: ANN001
+    """List-Unsubscribe's mailto (+leave, subject "unsubscribe") completes without a
+    confirmation, but only when the sender is proven (here: a trusted server's
+    Authentication-Results); a forged verdict changes nothing."""
+    from mailcircle.inbound.verify import SenderCheck
+
+    checked = Worker(db, clock, Composer(clock), sender_check=SenderCheck(["mx.example.org"]))
+    leave = "poets+leave@example.org"
+    forged = "Authentication_Results"
+    button = mail(
+        "ben@example.net",
+        leave,
+        "unsubscribe",
+        "Sent by Gmail.",
+        **{forged: ("mx.attacker.example; dmarc=pass header.from=example.net")},
+    )
+    deliver(db, clock, checked, button, leave)
+    [confirm] = sent(db)  # not proven: confirmed from the mailbox first, as always
+    assert confirm["Subject"] == "Confirm that you want to leave Poets"
+    assert members.find(db, poets, "ben@example.net").status == "active"
+
+    proven = mail(
+        "ben@example.net",
+        leave,
+        "unsubscribe",
+        "x",
+        **{
+            forged: (
+                "mx.example.org; dkim=pass header.d=example.net; dmarc=pass header.from=example.net"
+            )
+        },
+    )
+    assert deliver(db, clock, checked, proven, leave) == "done"
+    assert members.find(db, poets, "ben@example.net") is None
+    assert sent(db)[-1]["Subject"] == "You have left Poets"

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, draft
+from conftest import SHARED, corpus, draft, need_corpus
 
 from mailcircle.circle.circles import Circle
 from mailcircle.inbound import spool
@@ -175,10 +175,16 @@ def robustness_set() -> list[Path]:
 
 def test_the_robustness_set_is_present() -> None:
     # CI must not pass by finding nothing to read.
+    need_corpus(SHARED / "corpora" / "mail_fixtures", "*.eml", "the mail_fixtures corpus")
+    need_corpus(CPYTHON_EMAIL_DATA, "msg_*.txt", "CPython's email test data")
     assert len(robustness_set()) > 100
 
 
-@pytest.mark.parametrize("path", robustness_set(), ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize(
+    "path",
+    corpus(robustness_set(), SHARED / "corpora", "the robustness mails"),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
 def test_odd_real_world_mail_never_crashes_the_worker(db, clock, worker, path: Path) -> None:  # noqa: ANN001
     mail = spool_one(db, clock, path.read_bytes())
     status = worker.process(mail)
@@ -236,7 +242,11 @@ def test_a_draft_attached_as_docx_is_read_and_forwarded(db, clock, worker) -> No
     }
 
 
-@pytest.mark.parametrize("path", robustness_set(), ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize(
+    "path",
+    corpus(robustness_set(), SHARED / "corpora", "the robustness mails"),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
 def test_odd_real_world_mail_from_a_member_becomes_a_readable_draft_or_a_clear_answer(
     db,
     clock,

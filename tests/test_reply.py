@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SHARED
+from conftest import SHARED, corpus, need_corpus
 
 from mailcircle.inbound.reply import Segment, kind_of, trim_reply
 
@@ -16,10 +16,11 @@ WAIVERS: dict[str, str] = {}
 
 
 def test_the_golden_corpus_is_there() -> None:
+    need_corpus(GOLDEN / "emails", "*.txt", "the golden reply-trimming corpus")
     assert len(CASES) == 64, f"expected the 64 golden cases in {GOLDEN}"
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", corpus(CASES, GOLDEN, "the golden reply-trimming corpus"))
 def test_golden_case(name: str) -> None:
     if name in WAIVERS:
         pytest.skip(WAIVERS[name])
@@ -28,7 +29,7 @@ def test_golden_case(name: str) -> None:
     assert trim_reply(text).text == expected.strip()
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", corpus(CASES, GOLDEN, "the golden reply-trimming corpus"))
 def test_nothing_is_destroyed(name: str) -> None:
     """Every line of the mail is either in the critique or in what was cut away."""
     text = (GOLDEN / "emails" / name).read_text()

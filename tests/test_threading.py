@@ -81,8 +81,8 @@ def test_a_whole_conversation_threads_for_the_author_and_the_reviewer(db, clock,
         assert message["List-Id"] == '"Poets" <poets.example.org>'
         assert message["List-Post"] == "<mailto:poets@example.org>"
         assert message["List-Help"] == "<mailto:poets+help@example.org>"
-        assert message["List-Unsubscribe"] == "<mailto:poets+leave@example.org>"
-        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert message["List-Unsubscribe"] == "<mailto:poets+leave@example.org?subject=unsubscribe>"
+        assert message["List-Unsubscribe-Post"] is None  # one-click only with an HTTPS URL
     assert critique["From"] == "Ben via Poets <poets@example.org>"
     assert thanks["From"] == "Ann via Poets <poets@example.org>"
     assert critique["Auto-Submitted"] is None  # a person's words

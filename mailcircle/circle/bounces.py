@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from sqlite_utils import Database
 
-from mailcircle.circle import assignments, members
+from mailcircle.circle import assignments, circles, members
 from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
 from mailcircle.clock import Clock, iso
@@ -40,10 +40,11 @@ def record(
     composer: Composer,
     circle: Circle,
     member: Member,
-    spool_id: int,
+    spool_id: int | None,
     status: str,
     *,
     hard: bool,
+    outbox_id: int | None = None,
 ) -> str:
     """Record one bounce; pause delivery to the member once their score reaches the limit."""
     kind = kind_of(status, hard=hard)
@@ -51,6 +52,7 @@ def record(
         {
             "member_id": member.id,
             "spool_id": spool_id,
+            "outbox_id": outbox_id,
             "kind": kind,
             "status": status,
             "received_at": iso(clock.now()),
@@ -76,3 +78,24 @@ def record(
         )
         outcome += f"; score {total:g}: delivery paused, moderators told"
     return outcome
+
+
+def refused_by_relay(
+    db: Database,
+    clock: Clock,
+    composer: Composer,
+    circle_id: int | None,
+    rcpt_to: str,
+    outbox_id: int,
+    status: str,
+) -> str:
+    """The relay refused a member's address with a 5xx in the SMTP dialogue: a hard bounce
+    (the answer is the relay's own, so no VERP token is needed to trust it). Returns what
+    was recorded, or '' when the address is not a member's."""
+    if circle_id is None:
+        return ""
+    circle = circles.get(db, "", row_id=circle_id)
+    member = members.find(db, circle, rcpt_to)
+    if member is None:
+        return ""
+    return record(db, clock, composer, circle, member, None, status, hard=True, outbox_id=outbox_id)

@@ -43,6 +43,7 @@ class CircleSettings:
     talk_subject_tag: str = ""  # the tag talk subjects carry; '' is [Name], 'none' is no tag
     talk_max_attachment_kb: int = 1024  # talk posts with a bigger attachment are sent back
     talk_max_words: int = 1500  # a longer talk post is taken for a draft and sent back
+    unsubscribe_url: str = ""  # an HTTPS one-click unsubscribe endpoint you run; '' for none
 
     @property
     def zone(self) -> ZoneInfo:
@@ -79,6 +80,7 @@ HELP: dict[str, str] = {
     "talk_subject_tag": "the tag on talk subjects; empty: the circle's name in brackets; none",
     "talk_max_attachment_kb": "talk posts with a larger attachment are sent back (KB)",
     "talk_max_words": "a longer talk post is taken for a draft and sent back",
+    "unsubscribe_url": "HTTPS URL of your own one-click unsubscribe endpoint ({address}: who)",
 }
 
 SENDER_CHECKS = ("verify", "accept")
@@ -111,6 +113,8 @@ def parse_value(key: str, text: str) -> Any:
         raise MailcircleError(f"templates_dir {value!r} is not a folder")
     if key == "sender_check" and value not in SENDER_CHECKS:
         raise MailcircleError(f"sender_check must be verify or accept, not {text!r}")
+    if key == "unsubscribe_url" and value and not value.lower().startswith("https://"):
+        raise MailcircleError(f"unsubscribe_url must be an https:// URL, not {text!r}")
     if key == "address_separator" and value not in ("+", "-"):
         raise MailcircleError(f"address_separator must be + or -, not {text!r}")
     if key == "talk_reply_to" and value not in ("list", "author"):

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.header import decode_header, make_header
 from email.message import Message
-from email.utils import formataddr
 from typing import Any
 
 from sqlite_utils import Database
@@ -266,11 +265,12 @@ def as_list_mail(message: Message, circle: Circle, author_name: str = "") -> Non
     """Make a composed mail talk mail: From: and List-Post at the talk address, and
     List-Unsubscribe leaving the talk (not the circle)."""
     sender = f"{author_name} via {circle.name}" if author_name else circle.name
-    message.replace_header("From", formataddr((sender, address(circle)), charset="utf-8"))
+    message.replace_header("From", compose.display_address(sender, address(circle)))
     message.replace_header("List-Post", f"<mailto:{address(circle)}>")
     message.replace_header(
         "List-Unsubscribe", f"<mailto:{circle.action_address(addresses.TALK, OFF)}>"
     )
+    del message["List-Unsubscribe-Post"]  # one-click needs an HTTPS URL (RFC 8058)
 
 
 def keep_thread(

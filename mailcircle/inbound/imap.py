@@ -46,7 +46,7 @@ from mailcircle.circle import circles
 from mailcircle.clock import Clock, iso
 from mailcircle.config import ImapSettings
 from mailcircle.db import transaction
-from mailcircle.errors import MailcircleError
+from mailcircle.errors import ConfigError, MailcircleError
 from mailcircle.inbound import spool
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,9 @@ class ImapPoller:
 
     def connect(self) -> IMAPClient:
         s = self.settings
-        context = ssl.create_default_context()
+        if s.ca_file is not None and not s.ca_file.is_file():
+            raise ConfigError(f"imap.ca_file names {s.ca_file}, which does not exist")
+        context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
         client = IMAPClient(
             s.host, s.port, ssl=s.security == "tls", ssl_context=context, timeout=60
         )
@@ -288,7 +290,11 @@ class ImapPoller:
                     )
                 except NETWORK_ERRORS as err:
                     log.warning(
-                        "IMAP: %s (%s); reconnecting in %.0f s", err, type(err).__name__, backoff
+                        "IMAP %s:%d: %s; trying again in %.0f s",
+                        self.settings.host,
+                        self.settings.port,
+                        describe_error(err),
+                        backoff,
                     )
                 except MailcircleError as err:
                     log.error("IMAP: %s", err)
@@ -328,6 +334,44 @@ def _close(client: IMAPClient) -> None:
             client.shutdown()
         except Exception:
             pass
+
+
+def describe_error(err: BaseException) -> str:
+    """One sentence for a connection, TLS or protocol error (no Python text)."""
+    if isinstance(err, ssl.SSLCertVerificationError):
+        reason = err.verify_message or "it is not trusted"
+        return (
+            f"the server's TLS certificate could not be verified ({reason}); if your own CA "
+            "signed it, give that CA's certificate in imap.ca_file"
+        )
+    if isinstance(err, ssl.SSLError):
+        reason = (err.reason or str(err)).replace("_", " ").lower()
+        return (
+            f"the TLS handshake failed ({reason}); check imap.security and imap.port "
+            "(993 is for tls, 143 for starttls)"
+        )
+    if isinstance(err, LoginError):
+        return f"the server refused the login: {_server_text(err)}"
+    if isinstance(err, ConnectionRefusedError):
+        return "the connection was refused (is the IMAP server running, on that port?)"
+    if isinstance(err, socket.gaierror):
+        return "the host name could not be found (check imap.host)"
+    if isinstance(err, TimeoutError | socket.timeout):
+        return "the server did not answer in time"
+    if isinstance(err, ConnectionError | EOFError):
+        return "the server closed the connection"
+    if isinstance(err, IMAPClientError | imaplib.IMAP4.error):
+        return f"the server answered: {_server_text(err)}"
+    if isinstance(err, OSError):
+        return f"the connection failed ({(err.strerror or str(err)).lower()})"
+    return f"the connection failed ({type(err).__name__})"
+
+
+def _server_text(err: BaseException) -> str:
+    text = str(err)
+    if text.startswith("b'") or text.startswith('b"'):
+        text = text[2:-1]
+    return text.strip() or type(err).__name__
 
 
 def poll_folder_once(poller: ImapPoller, db: Database) -> PollReport:

@@ -7,11 +7,12 @@ checks that each template uses exactly the fields its dataclass declares.
 
 from __future__ import annotations
 
+import base64
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from email import encoders
 from email.charset import QP, Charset
-from email.header import Header
 from email.message import Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
@@ -19,6 +20,7 @@ from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 import jinja2
 
@@ -588,9 +590,9 @@ class Composer:
             msg = MIMEMultipart("mixed", _subparts=parts, boundary=_boundary())
         sender = f"{on_behalf_of} via {circle.name}" if on_behalf_of else circle.name
         subject = clean(subject)
-        msg["From"] = formataddr((clean(sender), circle.address), charset="utf-8")
+        msg["From"] = display_address(clean(sender), circle.address)
         msg["To"] = to
-        msg["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
+        msg["Subject"] = header_text(subject)
         msg["Date"] = format_datetime(self.clock.now())
         msg["Message-ID"] = f"<{name}.{secrets.token_hex(10)}@{circle.domain}>"
         if not reply_to and automatic and name != "digest":
@@ -607,16 +609,72 @@ class Composer:
         if automatic:
             # RFC 3834: answers to a mail are auto-replied; nothing should answer them back.
             msg["Auto-Submitted"] = "auto-replied" if answering else "auto-generated"
-        label = circle.name.replace("\\", "").replace('"', "")
-        label = label if label.isascii() else Header(label, "utf-8").encode()
-        msg["List-Id"] = f'"{label}" <{circle.list_id}>'
+        msg["List-Id"] = list_id(circle.name, circle.list_id)
         msg["List-Post"] = f"<mailto:{circle.address}>"
         msg["List-Help"] = f"<mailto:{circle.action_address('help')}>"
-        msg["List-Unsubscribe"] = f"<mailto:{circle.action_address('leave')}>"
-        # RFC 8058 one-click; until a web endpoint exists the target is the +leave address,
-        # which still asks for confirmation, so a link scanner cannot unsubscribe anyone.
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        leave = f"<mailto:{circle.action_address('leave')}?subject={UNSUBSCRIBE_SUBJECT}>"
+        web = unsubscribe_url(circle.config.unsubscribe_url, to)
+        if web:
+            # RFC 8058 one-click: only with an HTTPS URL, which the operator's endpoint
+            # answers (a POST unsubscribes at once; a link scanner's GET must not).
+            msg["List-Unsubscribe"] = f"<{web}>, {leave}"
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        else:
+            msg["List-Unsubscribe"] = leave
         return msg
+
+
+# The subject List-Unsubscribe's mailto asks a mail client to send (the +leave address acts
+# on the address, whatever the subject: at once for a verified member, else confirmed).
+UNSUBSCRIBE_SUBJECT = "unsubscribe"
+
+# RFC 2047: an encoded word is at most 75 characters. Words carry at most 36 bytes of UTF-8
+# (=?utf-8?b? + 48 base64 characters + ?= is 60), so a header line with one stays within 78.
+_WORD_BYTES = 36
+
+
+def encoded_words(text: str) -> str:
+    """``text`` as RFC 2047 encoded words (base64, UTF-8) of at most 60 characters each,
+    split between characters, never inside one; separated by spaces, which a reader drops."""
+    words, chunk = [], b""
+    for char in text:
+        data = char.encode("utf-8")
+        if len(chunk) + len(data) > _WORD_BYTES:
+            words.append(chunk)
+            chunk = b""
+        chunk += data
+    words.append(chunk)
+    return " ".join(f"=?utf-8?b?{base64.b64encode(word).decode('ascii')}?=" for word in words)
+
+
+def header_text(text: str) -> str:
+    """Unstructured header text (a subject): as is when plain ASCII, else encoded words."""
+    if text.isascii() and "=?" not in text:
+        return text
+    return encoded_words(text)
+
+
+def display_address(name: str, address: str) -> str:
+    """``Name <address>``: an ASCII name quoted where it must be, any other encoded."""
+    if name.isascii() and "=?" not in name:
+        return formataddr((name, address))
+    return f"{encoded_words(name)} <{address}>"
+
+
+def list_id(name: str, identifier: str) -> str:
+    """RFC 2919 List-Id. Its phrase may not hold an encoded word inside quotes (RFC 2047 §5),
+    so it is the name in plain ASCII (accents dropped), or left out when nothing is left."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    phrase = " ".join("".join(c for c in ascii_name if c.isprintable() and c not in '"\\').split())
+    return f'"{phrase}" <{identifier}>' if any(c.isalnum() for c in phrase) else f"<{identifier}>"
+
+
+def unsubscribe_url(template: str, recipient: str) -> str:
+    """The circle's one-click unsubscribe URL for ``recipient`` ({address} in the setting
+    becomes the address, URL-encoded), or '' when the circle has none."""
+    if not template:
+        return ""
+    return template.replace("{address}", quote(recipient, safe=""))
 
 
 def _boundary() -> str:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from email.header import decode_header, make_header
 from email.message import Message
-from email.policy import Compat32
+from email.parser import BytesHeaderParser
+from email.policy import Compat32, compat32
 from email.utils import getaddresses
 from typing import Any
 
 from sqlite_utils import Database
 
 from mailcircle.clock import iso
-from mailcircle.errors import NotFound
+from mailcircle.errors import MailcircleError, NotFound
 
 
 class _Wire(Compat32):
@@ -214,27 +216,92 @@ def next_due_at(db: Database) -> str | None:
     return row[0] if row else None
 
 
-def mark_sent(db: Database, mail_id: int, now: datetime) -> None:
+def backoff(attempts: int) -> timedelta:
+    """How long to wait after the ``attempts``-th attempt: 1, 2, 4 ... minutes, at most 6 hours."""
+    return min(timedelta(minutes=2 ** (max(attempts, 1) - 1)), MAX_BACKOFF)
+
+
+def claim(db: Database, mail: Outgoing, now: datetime) -> Outgoing:
+    """Count an attempt BEFORE the mail is handed to the relay, in its own commit, and push
+    its next attempt out by the backoff. Whatever happens after (the relay's 250 cannot be
+    recorded, the process dies), the mail is not handed over again before that time."""
+    attempts = mail.attempts + 1
     db.execute(
-        "UPDATE outbox SET status = ?, attempts = attempts + 1, sent_at = ?, last_error = ''"
-        " WHERE id = ?",
+        "UPDATE outbox SET attempts = ?, next_attempt_at = ?, handed_at = ? WHERE id = ?",
+        [attempts, iso(now + backoff(attempts)), iso(now), mail.id],
+    )
+    return replace(mail, attempts=attempts)
+
+
+def release_unanswered(db: Database, now: datetime) -> int:
+    """Mail a stopped process handed to the relay without recording the answer is due again
+    now (at least once: if the relay had taken it, it goes again with the same Message-ID).
+    Call once when a sender starts; returns how many."""
+    cursor = db.execute(
+        "UPDATE outbox SET next_attempt_at = ?, handed_at = NULL"
+        " WHERE status = ? AND handed_at IS NOT NULL",
+        [iso(now), QUEUED],
+    )
+    return cursor.rowcount
+
+
+def mark_sent(db: Database, mail_id: int, now: datetime) -> None:
+    """The relay took the mail (its attempt was counted by ``claim``)."""
+    db.execute(
+        "UPDATE outbox SET status = ?, sent_at = ?, last_error = '', handed_at = NULL WHERE id = ?",
         [SENT, iso(now), mail_id],
     )
 
 
-def mark_failed_attempt(
-    db: Database, mail: Outgoing, now: datetime, error: str, *, permanent: bool
-) -> str:
-    """Record a failed attempt; returns the new status (queued for a retry, or failed)."""
-    attempts = mail.attempts + 1
-    status = FAILED if permanent or attempts >= MAX_ATTEMPTS else QUEUED
-    retry_at = now + min(timedelta(minutes=2 ** (attempts - 1)), MAX_BACKOFF)
+def mark_failed_attempt(db: Database, mail: Outgoing, error: str, *, permanent: bool) -> str:
+    """Record why a claimed attempt failed; returns the new status (queued for a retry at the
+    time ``claim`` set, or failed: permanently refused, or out of attempts)."""
+    status = FAILED if permanent or mail.attempts >= MAX_ATTEMPTS else QUEUED
     db.execute(
-        "UPDATE outbox SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?"
-        " WHERE id = ?",
-        [status, attempts, iso(retry_at), error, mail.id],
+        "UPDATE outbox SET status = ?, last_error = ?, handed_at = NULL WHERE id = ?",
+        [status, error, mail.id],
     )
     return status
+
+
+def retry(db: Database, mail_id: int, now: datetime) -> Outgoing:
+    """Put a mail back in the queue, due now: a failed one with its attempts counted afresh,
+    a queued one without waiting for its backoff. A sent mail cannot be retried."""
+    mail = get(db, mail_id)
+    if mail.status == SENT:
+        raise MailcircleError(f"outgoing mail #{mail_id} was already sent; nothing to retry")
+    attempts = 0 if mail.status == FAILED else mail.attempts
+    db.execute(
+        "UPDATE outbox SET status = ?, attempts = ?, next_attempt_at = ? WHERE id = ?",
+        [QUEUED, attempts, iso(now), mail_id],
+    )
+    return get(db, mail_id)
+
+
+def retry_failed(db: Database, now: datetime) -> list[int]:
+    """Put every permanently failed mail back in the queue; returns their ids."""
+    ids = [row[0] for row in db.execute("SELECT id FROM outbox WHERE status = ?", [FAILED])]
+    for mail_id in ids:
+        retry(db, mail_id, now)
+    return ids
+
+
+def details(db: Database, mail_id: int) -> dict[str, Any]:
+    """Everything known about one outgoing mail, with its headers as (name, value) pairs."""
+    get(db, mail_id)  # NotFound, with the sentence, for an unknown id
+    row = dict(db["outbox"].get(mail_id))
+    head = BytesHeaderParser(policy=compat32).parsebytes(row.pop("raw"))
+    row["headers"] = [(name, _readable(str(value))) for name, value in head.items()]
+    return row
+
+
+def _readable(value: str) -> str:
+    """A header value unfolded, its encoded words decoded where they can be."""
+    try:
+        value = str(make_header(decode_header(value)))
+    except (LookupError, ValueError, UnicodeDecodeError):
+        pass
+    return " ".join(value.split())
 
 
 def get(db: Database, mail_id: int) -> Outgoing:
