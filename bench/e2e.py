@@ -21,6 +21,7 @@ and a receipt to the reviewer. Loopback only; every run is bounded in count and 
 run that misses its deadline prints what it got); no assertions on timing.
 
     python bench/e2e.py [--messages 1000] [--clients 8] [--sizes 0,30000,100000] [--rounds 1]
+                        [--kinds drafts,critiques]
 """
 
 from __future__ import annotations
@@ -456,6 +457,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--sizes", default="0,30000,100000", help="processed mails to seed")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each, interleaved")
+    parser.add_argument("--kinds", default="drafts,critiques", help="which mails to send")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     rows: list[tuple[str, int, dict[str, float], float]] = []
@@ -476,6 +478,8 @@ def main() -> None:
             f" {args.rounds} round(s); {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
         )
         for kind, mails, answers in (("drafts", drafts, 1), ("critiques", critiques, 2)):
+            if kind not in args.kinds.split(","):
+                continue
             for size in sizes:
                 runs, bares = [], []
                 for _ in range(args.rounds):
