@@ -54,6 +54,16 @@ EXPECTED: dict[str, tuple[str, str]] = {
     ),
     "gmail-wrapped-attribution.eml": (CRITIQUE, "I'd cut the last line."),
     "html-only-reply.eml": (CRITIQUE, "First line of my critique.\nSecond line."),
+    "html-only-poem-suggestion.eml": (
+        CRITIQUE,
+        "Try the breaks this way:\n\nso much\n    depends\nupon\n\n   a red wheel\nbarrow",
+    ),
+    "html-only-style-script-comment-pre.eml": (
+        CRITIQUE,
+        "The middle stanza carries the poem.\n\n  so much depends\n      upon\n\n"
+        "That indent is what I mean.",
+    ),
+    "gmail-html-nested-blockquote.eml": (CRITIQUE, "> upon\nThe two-word line slows me down."),
     "ios-mail-sent-from-iphone.eml": (CRITIQUE, "Love the chickens."),
     "italian-attribution.eml": (CRITIQUE, "Bella immagine."),
     "latin1-critique.eml": (CRITIQUE, "Très joli, vraiment."),
@@ -93,6 +103,10 @@ EXPECTED: dict[str, tuple[str, str]] = {
         CRITIQUE,
         "This is a long critique line that Thunderbird wraps with a soft break because it "
         "uses format=flowed.\n\nSecond paragraph.",
+    ),
+    "thunderbird-flowed-quote-depth.eml": (
+        CRITIQUE,
+        "> so much depends\nI stop here every time; the line is the poem.\n> upon\n\nYes.",
     ),
     "thunderbird-flowed-delsp.eml": (CRITIQUE, "Splitwordsarefine with delsp=yes."),
     "unknown-8bit-charset.eml": (CRITIQUE, "Plain words survive a lying charset."),

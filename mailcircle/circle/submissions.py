@@ -28,6 +28,13 @@ class Draft:
     word_count: int
 
 
+def _first_written(lines: list[str], start: int) -> int:
+    """The index of the first line from ``start`` on with something on it."""
+    while start < len(lines) and not lines[start].strip():
+        start += 1
+    return start
+
+
 def read_draft(subject: str, text: str) -> Draft:
     """Title from the subject, an optional leading ``Ask:`` line, and the body as written.
 
@@ -36,17 +43,15 @@ def read_draft(subject: str, text: str) -> Draft:
     """
     title = _REPLY_PREFIX.sub("", subject).strip() or UNTITLED
     lines = [line.rstrip() for line in text.split("\n")]
-    while lines and not lines[0].strip():
-        lines.pop(0)
+    start = _first_written(lines, 0)  # indexes, not pop(0): linear on any number of blanks
     asks = ""
-    if lines and (match := _ASK.match(lines[0])):
+    if start < len(lines) and (match := _ASK.match(lines[start])):
         asks = match.group(1).strip()
-        lines.pop(0)
-        while lines and not lines[0].strip():
-            lines.pop(0)
-    while lines and not lines[-1].strip():
-        lines.pop()
-    body = "\n".join(lines)
+        start = _first_written(lines, start + 1)
+    end = len(lines)
+    while end > start and not lines[end - 1]:
+        end -= 1
+    body = "\n".join(lines[start:end])
     return Draft(title=title, body=body, asks=asks, word_count=len(body.split()))
 
 

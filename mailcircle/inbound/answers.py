@@ -20,6 +20,7 @@ from mailcircle.outbound import compose, sent
 
 if TYPE_CHECKING:
     from mailcircle.inbound.process import Job, Worker
+    from mailcircle.inbound.reply import Trimmed
 
 
 def _detect(raw: bytes) -> tuple[list[str], list[str]]:
@@ -84,7 +85,7 @@ class Answers:
                 ),
             )
         self.worker.senders.require(job, reviewer, "a critique")
-        reply = trim_reply(mail.text)
+        reply = self._trim_against_assignment(mail.text, assignment)
         if not reply.text.strip():
             if mail.defects:
                 raise Hold(
@@ -154,6 +155,20 @@ class Answers:
             f"from {reviewer.email} delivered to {author.email}"
         )
 
+    def _trim_against_assignment(self, text: str, assignment: dict[str, Any]) -> Trimmed:
+        """The reviewer's words. We know what we sent: our own lines in the reply (quoted or
+        not) are not theirs; the draft's lines a comment answers stay beside it. The
+        assignment mail is read back from the outbox (its Message-ID is on the row)."""
+        from mailcircle.inbound.parse import parse
+
+        row = None
+        if assignment["message_id"]:
+            query = "SELECT raw FROM outbox WHERE message_id = ?"
+            row = self.db.execute(query, [assignment["message_id"]]).fetchone()
+        sent = parse(row[0]).text if row else ""
+        submission = assignments.get_submission(self.db, assignment["submission_id"])
+        return trim_reply(text, ours=[sent] if sent else [], draft=submission["body"])
+
     def away(self, job: Job, reason: str) -> str:
         """An automatic answer to an assignment: the reviewer is away. Pause, pass work on."""
         assert job.assignment is not None and job.circle is not None
@@ -195,7 +210,13 @@ class Answers:
         if sender.status == members.LEFT:
             raise Hold(f"a reply about critique #{critique['id']} from {sender.email}, who left")
         self.worker.senders.require(job, sender, "a reply about a critique")
-        words = trim_reply(mail.text).text
+        # We know what we sent: the mail they answer (the delivered critique, or the last
+        # relayed reply) is not their words, quoted or not.
+        ours = sent.answered(
+            self.db,
+            (mail.in_reply_to, *reversed(mail.references), critique["delivered_message_id"]),
+        )
+        words = trim_reply(mail.text, ours=[ours.text] if ours else []).text
         if not words.strip():
             raise Hold(f"a reply from {sender.email} about a critique with no words of its own")
         job.answer_to = receiver.email
@@ -269,7 +290,7 @@ class Answers:
             self.db, (mail.in_reply_to, *reversed(mail.references))
         )
         what = ANSWERED.get(ours.purpose, "the circle's mail") if ours else "the circle's mail"
-        words = trim_reply(mail.text).text
+        words = trim_reply(mail.text, ours=[ours.text] if ours else []).text
         if not words.strip() or is_thanks(words):
             return f"a note from {member.email} in reply to {what}: thanks, recorded"
         senders = self.worker.senders

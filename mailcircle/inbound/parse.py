@@ -8,11 +8,11 @@ Message-ID comes back as ''.
 
 from __future__ import annotations
 
-import html
 import re
 from dataclasses import dataclass, field
 from email.header import Header, decode_header, make_header
 from email.message import Message
+from html.parser import HTMLParser
 
 import mailparser
 
@@ -85,33 +85,144 @@ def _headers(message: Message) -> dict[str, tuple[str, ...]]:
     return {name: tuple(values) for name, values in found.items()}
 
 
-class _TextFromHTML:
-    """Turn an HTML body into readable text, keeping line breaks (poems arrive as HTML too)."""
+_BLOCKS = frozenset(
+    "address article aside blockquote center dd details div dl dt fieldset figcaption figure"
+    " footer form h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section summary table"
+    " tbody thead tfoot tr ul".split()
+)
+_HIDDEN = frozenset("style script title template noscript".split())
+_SHOWN_AS_WRITTEN = re.compile(r"white-space\s*:\s*pre", re.IGNORECASE)
+_COLLAPSIBLE = re.compile(r"[ \t\r\n\f]+")
+QUOTE_DEPTH = 20  # deeper blockquotes read as this deep (no mail nests more; a hostile one
+# would otherwise make every line as long as its depth)
 
-    _PARA = re.compile(r"<\s*/\s*p\s*>", re.I)
-    _BREAK = re.compile(r"<\s*(br|/div|/li|/h[1-6]|/tr|/blockquote)\b[^>]*>", re.I)
-    _DROP = re.compile(r"<\s*(script|style|head)\b.*?<\s*/\s*\1\s*>", re.I | re.S)
-    _TAG = re.compile(r"<[^>]*>")
 
-    _QUOTE = re.compile(r"<\s*blockquote\b[^>]*>(.*?)<\s*/\s*blockquote\s*>", re.I | re.S)
+class _TextFromHTML(HTMLParser):
+    """An HTML body as readable text, line for line (poems arrive as HTML too).
+
+    A real parser (the standard library's): ``<br>``, ``<p>`` and block elements break
+    lines, ``<pre>`` keeps its own, ``&nbsp;`` indents stay exactly, ``<blockquote>`` reads as
+    "> " lines however deep, and comments, ``<head>``, ``<style>`` and ``<script>`` never show.
+    One pass over the markup: linear in its length.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.lines: list[str] = []
+        self.current: list[str] = []
+        self.depth = 0  # blockquotes open
+        self.hidden = 0  # hidden elements open (<style>, <script> ...)
+        self.head = False  # in <head> (until <body> or the first visible block)
+        self.styled: list[bool] = []  # open <span>/<div>: does each keep white space?
+        self.pre = 0
+        self.pre_starts = False
+        self.blank_wanted = False
 
     @classmethod
     def convert(cls, markup: str) -> str:
-        text = cls._DROP.sub("", markup)
-        text = re.sub(r"\s*\n\s*", " ", text)  # source line breaks are not breaks in HTML
-        # A quoted passage (<blockquote>) reads as "> " lines, as in a plain-text reply.
-        text = cls._QUOTE.sub(
-            lambda m: (
-                "<br>"
-                + "<br>".join("> " + line for line in cls.convert(m.group(1)).split("\n"))
-                + "<br>"
-            ),
-            text,
-        )
-        text = cls._PARA.sub("\n\n", text)
-        text = cls._BREAK.sub("\n", text)
-        text = html.unescape(cls._TAG.sub("", text)).replace("\xa0", " ")
+        parser = cls()
+        parser.feed(markup)
+        parser.close()
+        parser._break()
+        text = "\n".join(parser.lines).replace("\xa0", " ")
         return "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
+
+    def _end_line(self) -> None:
+        """End the line being written, even an empty one (a ``<br>``)."""
+        prefix = "> " * min(self.depth, QUOTE_DEPTH)
+        if self.blank_wanted and self.lines:
+            self.lines.append(prefix)
+        self.blank_wanted = False
+        self.lines.append(prefix + "".join(self.current))
+        self.current = []
+
+    def _break(self) -> None:
+        """End the line being written, if any (a block starts or ends)."""
+        if self.current:
+            self._end_line()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "head":
+            self.head = True
+        elif tag in _HIDDEN:
+            self.hidden += 1
+        elif self.hidden:
+            return
+        if tag == "body" or tag == "br" or tag in _BLOCKS:
+            self.head = False  # a browser ends <head> there, closed or not
+        if tag in ("span", "div"):
+            # Apple Mail's tabs, and some clients' whole text: style="white-space: pre"
+            kept = any(
+                name == "style" and _SHOWN_AS_WRITTEN.search(value or "") for name, value in attrs
+            )
+            self.styled.append(kept)
+            self.pre += kept
+        if tag == "br":
+            self._end_line()
+        elif tag in _BLOCKS:
+            self._break()
+            if tag == "blockquote":
+                if self.blank_wanted and self.lines:
+                    self.lines.append(("> " * min(self.depth, QUOTE_DEPTH)).rstrip())
+                self.depth += 1
+                self.blank_wanted = False
+            elif tag == "pre":
+                self.pre += 1
+                self.pre_starts = True
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "br" or tag not in _BLOCKS:
+            self.handle_starttag(tag, attrs)
+        else:
+            self._break()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "head":
+            self.head = False
+        elif tag in _HIDDEN:
+            self.hidden = max(0, self.hidden - 1)
+        elif self.hidden:
+            return
+        if tag in ("span", "div") and self.styled:
+            self.pre -= self.styled.pop()
+        if tag in ("td", "th"):
+            if self.current and not self.current[-1].endswith(" "):
+                self.current.append(" ")  # cells of a row read apart
+        elif tag in _BLOCKS:
+            self._break()
+            if tag == "p":
+                self.blank_wanted = True
+            elif tag == "blockquote" and self.depth:
+                self.depth -= 1
+                self.blank_wanted = False
+            elif tag == "pre" and self.pre:
+                self.pre -= 1
+                self.blank_wanted = True
+
+    def handle_data(self, data: str) -> None:
+        if self.hidden or self.head:
+            return
+        if self.pre:
+            text = data.replace("\r\n", "\n").replace("\r", "\n")
+            if self.pre_starts and text.startswith("\n"):
+                text = text[1:]  # a newline right after <pre> is not content
+            self.pre_starts = False
+            for number, part in enumerate(text.split("\n")):
+                if number:
+                    self._end_line()
+                if part:
+                    self.current.append(part)
+            return
+        text = _COLLAPSIBLE.sub(" ", data)
+        if not self.current or self.current[-1].endswith(" "):
+            text = text.lstrip(" ")
+        if text:
+            self.current.append(text)
+
+
+def html_to_text(markup: str) -> str:
+    """An HTML body as readable text, line for line (see ``_TextFromHTML``)."""
+    return _TextFromHTML.convert(markup)
 
 
 def _clean(text: str) -> str:
@@ -171,7 +282,7 @@ def parse(raw: bytes) -> Mail:
     if body_part is not None and body_part.get_param("format", "").lower() == "flowed":
         delsp = str(body_part.get_param("delsp", "no")).lower() == "yes"
         plain = unflow(plain, delsp=delsp)
-    text = plain if plain.strip() else _TextFromHTML.convert(html_text) if html_text else ""
+    text = plain if plain.strip() else html_to_text(html_text) if html_text else ""
     attachments = tuple(
         Attachment(
             filename=_clean(str(item.get("filename") or "")),
@@ -198,26 +309,39 @@ def parse(raw: bytes) -> Mail:
 def unflow(text: str, *, delsp: bool = False) -> str:
     """Decode RFC 3676 format=flowed: join soft line breaks, undo space-stuffing.
 
-    A line ending in a space continues on the next line (with DelSp=yes that space goes);
-    every other line break is hard and is kept, as are blank lines and indents, so a poem
-    sent from Thunderbird or Apple Mail comes out exactly as its author typed it.
+    A line ending in a space continues on the next line (with DelSp=yes that space goes),
+    but never onto a line of another quote depth (section 4.5: that break is hard); every
+    other line break is hard and is kept, as are blank lines and indents, so a poem sent
+    from Thunderbird or Apple Mail comes out exactly as its author typed it. Quoted lines
+    come out as "> text" ("> > text" two deep).
     """
     out: list[str] = []
-    current: str | None = None
+    current: list[str] = []
+    current_depth = 0
+
+    def finish() -> None:
+        joined = "".join(current)
+        out.append(("> " * current_depth + joined).rstrip(" ") if current_depth else joined)
+        current.clear()
+
     for raw_line in text.split("\n"):
-        depth = len(raw_line) - len(raw_line.lstrip(">"))
+        depth = 0
+        while depth < len(raw_line) and raw_line[depth] == ">":
+            depth += 1
         line = raw_line[depth:]
         if line.startswith(" "):  # space-stuffed
             line = line[1:]
+        if current and depth != current_depth:
+            finish()  # a flowed line never joins a line of another quote depth
+        current_depth = depth
         soft = line.endswith(" ") and line != "-- "
         if soft and delsp:
             line = line[:-1]
-        current = (current or "") + line if current is not None else (">" * depth) + line
+        current.append(line)
         if not soft:
-            out.append(current)
-            current = None
-    if current is not None:
-        out.append(current)
+            finish()
+    if current:
+        finish()
     return "\n".join(out)
 
 
