@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ from mailcircle.db import transaction
 from mailcircle.errors import MailcircleError
 from mailcircle.inbound.parse import parse
 from mailcircle.outbound import compose, outbox
+
+log = logging.getLogger(__name__)
 
 OPEN, DONE, EXPIRED, PASSED_ON = "open", "done", "expired", "passed_on"
 HISTORY_ROUNDS = 12
@@ -163,6 +166,7 @@ class _Prepared:
     plan: RoundPlan
     due: datetime
     rows: tuple[tuple[int, int, str, str, outbox.Prepared], ...]  # sid, reviewer, token, mid
+    failed: tuple[tuple[int, str], ...] = ()  # drafts whose mail could not be made, and why
 
 
 def start_round(
@@ -218,14 +222,29 @@ def _prepare(db: Database, clock: Clock, composer: compose.Composer, circle: Cir
             drafts[row["id"]] = row
     attachments = {sid: _draft_attachments(db, drafts[sid]["spool_id"]) for sid in planned}
     rows = []
+    failed: dict[int, str] = {}
     for submission_id, reviewer_id in plan.assignments:
+        if submission_id in failed:
+            continue
         submission = drafts[submission_id]
         reviewer, bounce_token = people[reviewer_id]
         author = people[submission["member_id"]][0]
         token = secrets.token_hex(12)
-        message = _assignment_mail(
-            composer, circle, submission, reviewer, author, token, due, attachments[submission_id]
-        )
+        try:
+            message = _assignment_mail(
+                composer,
+                circle,
+                submission,
+                reviewer,
+                author,
+                token,
+                due,
+                attachments[submission_id],
+            )
+        except Exception as err:  # one draft's mail must never stop the round for the rest
+            log.exception("round: the assignment mail for submission #%d failed", submission_id)
+            failed[submission_id] = f"{type(err).__name__}: {err}"
+            continue
         mail_from = (
             circle.action_address(addresses.BOUNCE, bounce_token)
             if bounce_token
@@ -239,7 +258,8 @@ def _prepare(db: Database, clock: Clock, composer: compose.Composer, circle: Cir
             rcpt_to=reviewer.email,
         )
         rows.append((submission_id, reviewer_id, token, message["Message-ID"], queued))
-    return _Prepared(inputs, plan, due, tuple(rows))
+    kept = tuple(row for row in rows if row[0] not in failed)
+    return _Prepared(inputs, plan, due, kept, tuple(failed.items()))
 
 
 def _unchanged(db: Database, circle: Circle, prepared: _Prepared) -> bool:
@@ -291,8 +311,21 @@ def _record(
     outbox.queue_prepared(db, [queued for *_, queued in prepared.rows], now=now)
     db.conn.executemany(
         "UPDATE submissions SET status = 'assigned' WHERE id = ?",
-        ([sid] for sid in sorted({s for s, _ in plan.assignments})),
+        ([sid] for sid in sorted({s for s, *_ in prepared.rows})),
     )
+    for submission_id, error in prepared.failed:
+        title = _title(db, submission_id)
+        tell_moderators(
+            db,
+            clock,
+            composer,
+            circle,
+            topic=f'Round {inputs.round_number}: "{title}" could not go out',
+            details=f'The assignment mail for draft #{submission_id}, "{title}",'
+            f" could not be made ({error}). The rest of the round went out; this draft stays"
+            " in the queue and is tried again next round. To take it out: "
+            f"mailcircle drafts withdraw {submission_id}",
+        )
     created = tuple(range(first, first + len(prepared.rows)))
     problems = [
         f'- "{_title(db, s)}" got {got} reviewer(s), not {circle.config.reviews_per_draft}'
