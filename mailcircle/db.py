@@ -371,6 +371,30 @@ def _relay(db: Database) -> None:
     )
 
 
+@migrations(name="0008_perf")
+def _perf(db: Database) -> None:
+    db.executescript(
+        """
+        -- Constant cost per mail: every query the worker and the scheduler run per mail or
+        -- per run reads through one of these, never the whole of a growing table.
+        CREATE INDEX IF NOT EXISTS submissions_queue ON submissions (circle_id, status, id);
+        CREATE INDEX IF NOT EXISTS submissions_member ON submissions (member_id, status);
+        CREATE INDEX IF NOT EXISTS submissions_time ON submissions (circle_id, submitted_at);
+        CREATE INDEX IF NOT EXISTS assignments_round ON assignments (round_id);
+        CREATE INDEX IF NOT EXISTS assignments_reviewer_round
+            ON assignments (reviewer_id, round_id);
+        CREATE INDEX IF NOT EXISTS assignments_message ON assignments (message_id);
+        CREATE INDEX IF NOT EXISTS critiques_delivered ON critiques (delivered_message_id);
+        CREATE INDEX IF NOT EXISTS critiques_received ON critiques (received_at);
+        CREATE INDEX IF NOT EXISTS critiques_thanked ON critiques (thanked_at);
+        CREATE INDEX IF NOT EXISTS rounds_starts ON rounds (circle_id, starts_at);
+        CREATE INDEX IF NOT EXISTS bounces_member ON bounces (member_id, received_at);
+        CREATE INDEX IF NOT EXISTS digests_slot ON digests (slot);
+        CREATE INDEX IF NOT EXISTS engagement_days_circle ON engagement_days (circle_id, day);
+        """
+    )
+
+
 @migrations(name="0010_exec")
 def _exec(db: Database) -> None:
     db.executescript(

@@ -7,6 +7,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailcircle.circle import assign
 from mailcircle.circle.assign import (
     PastAssignment,
     QueuedDraft,
@@ -155,3 +156,34 @@ def test_a_big_round_is_planned_with_the_same_rules() -> None:
     load = Counter(r for _, r in plan.assignments)
     assert len(plan.assignments) == 2400 and max(load.values()) == 1
     assert all(sid != r for sid, r in plan.assignments)
+
+
+def test_a_circle_of_200_is_planned_exactly_with_every_rule() -> None:
+    assert assign.EXACT_MEMBERS >= 200  # the exact path, not the greedy one
+    members = tuple(range(1, 201))
+    history = tuple(
+        PastAssignment(number, (a + number * 7) % 200 + 1, a, True)
+        for number in range(1, 5)
+        for a in members
+        if (a + number * 7) % 200 + 1 != a
+    )
+    drafts = tuple(QueuedDraft(a, a, 100) for a in members)
+    inp = RoundInput(5, members, drafts, history)
+    plan = plan_round(inp)
+    load = Counter(r for _, r in plan.assignments)
+    assert len(plan.assignments) == 400 and set(load.values()) == {2}  # capped at 2 each
+    assert all(sid != r for sid, r in plan.assignments)
+    assert len(set(plan.assignments)) == 400
+    # Nobody reads the author they read last round while 199 others are free to.
+    last = {(p.reviewer_id, p.author_id) for p in history if p.round_number == 4}
+    assert not last & {(r, sid) for sid, r in plan.assignments}  # (reviewer, author)
+    assert plan_round(inp) == plan
+
+
+def test_a_small_circle_with_raised_caps_fills_every_slot_it_can() -> None:
+    members = tuple(range(1, 21))
+    drafts = tuple(QueuedDraft(n, n % 20 + 1, 100) for n in range(1, 101))
+    s = RoundSettings(drafts_per_author=5, max_reviews_per_round=15)
+    plan = plan_round(RoundInput(1, members, drafts, (), s))
+    load = Counter(r for _, r in plan.assignments)
+    assert len(plan.assignments) == 300 and max(load.values()) == 15

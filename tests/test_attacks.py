@@ -712,3 +712,43 @@ def test_a_moderator_releases_or_discards_held_mail_by_mail_or_command(
     result = CliRunner().invoke(main, ["--config", str(settings), "inbox", "release", str(second)])
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: inbound message #{second} is not held (it is ignored")
+
+
+def test_one_draft_that_cannot_be_composed_never_stops_the_round(
+    circle: Circle, keys: dict[str, bytes], tmp_path: Path
+) -> None:
+    # A circle template that fails for one draft stands for any composing failure.
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    builtin = Path(__file__).parents[1] / "templates" / "assignment.txt"
+    (folder / "assignment.txt").write_text(
+        builtin.read_text() + '{% if "Poison" in title %}{{ no_such_field }}{% endif %}\n'
+    )
+    circle.poets = circles.set_setting(circle.db, circle.poets, "templates_dir", str(folder))
+    for n, (author, title) in enumerate((("ann", "Poison"), ("ben", "Fine"))):
+        raw = mail(f"{author}@example.net", CIRCLE, title, message_id=f"<round{n}@x>")
+        circle.send(signed(raw, keys), mail_from=f"{author}@example.net")
+    circle.settle()
+    work = circle.start_round()
+    titles = {
+        circle.rows("SELECT title FROM submissions WHERE id = ?", (row["submission_id"],))[0][0]
+        for row in work
+    }
+    assert titles == {"Fine"} and len(work) == 3
+    [notice] = circle.to("mo@example.net")
+    assert str(notice["Subject"]) == '[Poets moderators] Round 1: "Poison" could not go out'
+    assert "mailcircle drafts withdraw 1" in notice.get_content()
+    assert circle.rows("SELECT status FROM submissions ORDER BY id") == [("queued",), ("assigned",)]
+
+    from click.testing import CliRunner
+
+    from mailcircle.cli import main
+
+    settings = tmp_path / "mailcircle.toml"
+    settings.write_text('database = "circle.db"\n')
+    result = CliRunner().invoke(main, ["--config", str(settings), "drafts", "withdraw", "1"])
+    assert result.output == 'Draft #1, "Poison", is withdrawn.\n'
+    result = CliRunner().invoke(main, ["--config", str(settings), "drafts", "withdraw", "1"])
+    assert result.output == "Error: draft #1 was withdrawn already\n"
+    listed = CliRunner().invoke(main, ["--config", str(settings), "drafts", "list", CIRCLE])
+    assert "Poison" in listed.output and "withdrawn" in listed.output

@@ -251,3 +251,11 @@ def test_answering_yes_to_the_digest_answers_the_engagement_day(db, clock, poets
         (day_id, "yes")
     ]
     assert mails(db, "rsvp_answer")[-1]["To"] == "cid@example.net"
+
+
+def test_a_long_list_of_names_stops_at_twenty() -> None:
+    names = [f"Member {n}" for n in range(1, 314)]
+    assert digest._and(names) == ", ".join(names[:20]) + " and 293 others"
+    assert digest._and(names[:3]) == "Member 1, Member 2 and Member 3"
+    lines = [f"  line {n}" for n in range(41)]
+    assert digest._limited(lines, 2000).endswith("  ... and 1960 more")

@@ -11,11 +11,11 @@ one reviewers:
   longest ago; the reviewer of the author's last round comes last, used only when there
   is no other choice.
 
-Small rounds (a real circle of a few dozen) are solved exactly: an augmenting-path
-bipartite matching fills the slots tier by tier (first load, then how recently the pair
-met), so over N rounds in a circle of N+1 everyone reads everyone. Large rounds (thousands
-of members) use a bucketed greedy pass that looks at a bounded number of candidates per
-slot, so cost grows linearly with the number of assignments.
+Circles of up to EXACT_MEMBERS reviewers are solved exactly: a minimum-cost assignment
+(scipy's ``linear_sum_assignment``) per layer of load, so over N rounds in a circle of N+1
+everyone reads everyone; 200 members plan in well under a second. Larger circles
+(thousands of members) use a bucketed greedy pass that looks at a bounded number of
+candidates per slot, so cost grows linearly with the number of assignments.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-EXACT_LIMIT = 60_000  # slots x reviewers up to which the exact matching is used
+EXACT_MEMBERS = 200  # circles up to this many reviewers are planned exactly
 CANDIDATES_PER_SLOT = 24  # greedy: how many reviewers of the lightest load to weigh
 
 
@@ -124,7 +124,7 @@ def plan_round(inp: RoundInput) -> RoundPlan:
     # Members who give as well as take are served first when reviewers are scarce.
     selected.sort(key=lambda d: 0 if d.author_id in givers else 1)
     wanted = settings.reviews_per_draft
-    if len(selected) * wanted * max(1, len(reviewers)) <= EXACT_LIMIT:
+    if len(reviewers) <= EXACT_MEMBERS:
         chosen = _exact(
             selected, reviewers, wanted, settings.max_reviews_per_round, tier, recent_load, tiebreak
         )
@@ -167,44 +167,62 @@ def _select_drafts(
 
 
 def _exact(drafts, reviewers, wanted, cap, tier, recent_load, tiebreak):  # noqa: ANN001, ANN202
-    """Fill slots by augmenting paths, widening what is allowed one tier at a time."""
-    slots = [d for d in drafts for _ in range(wanted)]
-    siblings = [[i for i in range(len(slots)) if slots[i] is d] for d in slots]
-    slot_of: list[int | None] = [None] * len(slots)  # slot -> reviewer holding it
-    holder: dict[tuple[int, int], int] = {}  # (reviewer, unit) -> slot
-    order = sorted(reviewers, key=lambda r: (recent_load[r], tiebreak[r]))
-    tiers = sorted({tier(r, d.author_id) for d in drafts for r in reviewers if r != d.author_id})
+    """Optimal assignment, one layer of load at a time (scipy's linear_sum_assignment).
 
-    def augment(slot: int, units: int, limit: tuple[int, int], seen: set) -> bool:  # noqa: ANN001
-        author = slots[slot].author_id
-        for r in order:
-            if r == author or tier(r, author) > limit:
-                continue
-            if any(slot_of[s] == r for s in siblings[slot] if s != slot):
-                continue  # already reviewing this draft through another slot
-            for unit in range(units):
-                key = (r, unit)
-                if key in seen:
-                    continue
-                seen.add(key)
-                other = holder.get(key)
-                before = slot_of[slot]
-                slot_of[slot] = r  # tentatively: siblings moved meanwhile must avoid r
-                if other is None or augment(other, units, limit, seen):
-                    holder[key] = slot
-                    return True
-                slot_of[slot] = before
-        return False
+    Layer ``u`` gives each reviewer at most one more draft, so everyone's first assignment
+    comes before anyone's second, and no layer can put one reviewer on a draft twice (pairs
+    made in earlier layers are forbidden in later ones). Within a layer the matching is a
+    minimum-cost one: as many slots filled as possible, then earlier drafts (givers, then
+    the oldest) before later ones, then the best rotation tier, then the lightest recent load.
+    """
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
 
-    for units in range(1, cap + 1):  # everyone's first assignment before anyone's second
-        for limit in tiers:
-            for slot in range(len(slots)):
-                if slot_of[slot] is None:
-                    augment(slot, units, limit, set())
     chosen: dict[int, list[int]] = defaultdict(list)
-    for slot, reviewer in enumerate(slot_of):
-        if reviewer is not None:
-            chosen[slots[slot].submission_id].append(reviewer)
+    if not drafts or not reviewers:
+        return chosen
+    order = sorted(reviewers, key=lambda r: (recent_load[r], tiebreak[r]))
+    width = len(order)
+    authors = sorted({d.author_id for d in drafts})
+    pair_tiers = {a: [tier(r, a) for r in order] for a in authors}
+    ranks = {t: n for n, t in enumerate(sorted({t for row in pair_tiers.values() for t in row}))}
+    by_author = {}
+    for a in authors:
+        row = [ranks[t] * width + at for at, t in enumerate(pair_tiers[a])]
+        by_author[a] = np.array(row, dtype=np.float64)
+    rows_at_most = len(drafts) * wanted
+    worst_tier = float(len(ranks) * width + width)
+    step = rows_at_most * worst_tier + 1  # one draft of priority outweighs every tier
+    forbid = rows_at_most * (step * len(drafts) + worst_tier) + 1  # outweighs everything
+    base = np.empty((len(drafts), width), dtype=np.float64)
+    for index, draft in enumerate(drafts):
+        base[index] = by_author[draft.author_id] + step * index
+    taken = np.zeros((len(drafts), width), dtype=bool)
+    column = {r: at for at, r in enumerate(order)}
+    for index, draft in enumerate(drafts):
+        if draft.author_id in column:  # never the author
+            taken[index, column[draft.author_id]] = True
+    need = np.full(len(drafts), wanted, dtype=np.int64)
+    allowed = width - taken.sum(axis=1)
+    for _ in range(cap):
+        reps = np.minimum(need, allowed)
+        if not reps.any():
+            break
+        rows = np.repeat(np.arange(len(drafts)), reps)
+        cost = base[rows] + forbid * taken[rows]
+        picked_rows, picked_cols = linear_sum_assignment(cost)
+        placed = 0
+        for row, col in zip(picked_rows.tolist(), picked_cols.tolist(), strict=True):
+            if cost[row, col] >= forbid:
+                continue
+            index = int(rows[row])
+            taken[index, col] = True
+            need[index] -= 1
+            allowed[index] -= 1
+            chosen[drafts[index].submission_id].append(order[col])
+            placed += 1
+        if not placed:
+            break
     return chosen
 
 

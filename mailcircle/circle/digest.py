@@ -38,13 +38,16 @@ def latest_slot(now: datetime, circle: Circle, member: Member) -> datetime:
 
 
 LIST_LIMIT = 40  # lines per section; a big circle's digest says "and N more"
+NAMES_LIMIT = 20  # names in one sentence ("Ann, Ben and 312 others")
 
 
 class CircleWeek:
-    """What a digest says about the whole circle, worked out once per run, not per member."""
+    """Everything a digest says, read from the database once per run, not per member: the
+    circle's week, every member's standing and every open assignment. ``digest_context``
+    is then a pure function of this and the member."""
 
     def __init__(self, db: Database, circle: Circle, now: datetime) -> None:
-        self.circle = circle
+        self.circle = assignments.settled(circle)
         self.now = now
         week_ago = iso(now - timedelta(days=7))
         self.names = {m.id: m.greeting_name for m in members.list_members(db, circle)}
@@ -72,21 +75,24 @@ class CircleWeek:
             [
                 f'  "{title}" by {name(author, "a former member")}, {words} words,'
                 f" read by {_and(readers.get(sid, []))}"
-                for sid, title, words, author in drafts
-            ]
+                for sid, title, words, author in drafts[: LIST_LIMIT + 1]
+            ],
+            len(drafts),
         )
+        delivered = db.execute(
+            "SELECT a.reviewer_id, s.member_id, s.title, c.late FROM critiques c"
+            " JOIN assignments a ON a.id = c.assignment_id"
+            " JOIN submissions s ON s.id = a.submission_id"
+            " WHERE s.circle_id = ? AND c.received_at >= ? ORDER BY c.id",
+            [circle.id, week_ago],
+        ).fetchall()
         self.delivered = _limited(
             [
                 f'  {name(reviewer, "someone")} on {name(author, "someone")}\'s "{title}"'
                 + (" (late)" if late else "")
-                for reviewer, author, title, late in db.execute(
-                    "SELECT a.reviewer_id, s.member_id, s.title, c.late FROM critiques c"
-                    " JOIN assignments a ON a.id = c.assignment_id"
-                    " JOIN submissions s ON s.id = a.submission_id"
-                    " WHERE s.circle_id = ? AND c.received_at >= ? ORDER BY c.id",
-                    [circle.id, week_ago],
-                )
-            ]
+                for reviewer, author, title, late in delivered[: LIST_LIMIT + 1]
+            ],
+            len(delivered),
         )
         self.history = assignments.history(db, circle)
         self.held_back = held_back_members(self.history, assignments.round_settings(circle))
@@ -108,8 +114,9 @@ class CircleWeek:
             {
                 self.names[r]
                 for (r,) in db.execute(
-                    "SELECT a.reviewer_id FROM assignments a"
-                    " JOIN critiques c ON c.assignment_id = a.id JOIN rounds r ON r.id = a.round_id"
+                    "SELECT a.reviewer_id FROM critiques c"
+                    " JOIN assignments a ON a.id = c.assignment_id"
+                    " JOIN rounds r ON r.id = a.round_id"
                     " WHERE r.circle_id = ? AND a.backup_for IS NOT NULL AND c.received_at >= ?",
                     [circle.id, week_ago],
                 )
@@ -117,30 +124,51 @@ class CircleWeek:
             }
         )
         self.generous = _and(generous) if generous else ""
+        # Every open assignment of the circle, by reviewer (open work is this round's, so
+        # bounded by the round, whatever the circle's age).
+        self.open_work: dict[int, list[tuple[str, int, str]]] = {}
+        for reviewer, title, author, due_at in db.execute(
+            "SELECT a.reviewer_id, s.title, s.member_id, a.due_at FROM assignments a"
+            " JOIN submissions s ON s.id = a.submission_id"
+            " WHERE a.status = 'open' AND s.circle_id = ? ORDER BY a.due_at, a.id",
+            [circle.id],
+        ):
+            self.open_work.setdefault(reviewer, []).append((title, author, due_at))
         self.engagement = engagement.next_day(db, circle, now)
         self.talk = talk.TalkWeek(db, circle, now, self.names)  # conversations, milestones
+        self._by_zone: dict[str, tuple[str, str]] = {}
+
+    def dates(self, member: Member) -> tuple[str, str]:
+        """(the week, the next round) in words, in the member's zone: worked out per zone."""
+        if member.timezone not in self._by_zone:
+            zone, config = _zone(member), self.circle.config
+            self._by_zone[member.timezone] = (
+                f"the week to {self.now.astimezone(zone).strftime('%A %-d %B')}",
+                rounds.next_round_start(self.now, config)
+                .astimezone(zone)
+                .strftime(f"%A %-d %B at %H:%M ({member.timezone})"),
+            )
+        return self._by_zone[member.timezone]
 
 
-def digest_context(db: Database, week: CircleWeek, member: Member) -> compose.Digest:
-    circle, now, config = week.circle, week.now, week.circle.config
-    zone = _zone(member)
+def digest_context(week: CircleWeek, member: Member) -> compose.Digest:
+    """What one member's digest says: a pure function of the week's rows and the member."""
+    circle, config = week.circle, week.circle.config
+    work = week.open_work.get(member.id, [])
     mine = _limited(
         [
             f'  "{title}" by {week.names.get(author, "someone")}, due '
             + assignments.due_text(parse_iso(due_at), member)
-            for title, author, due_at in db.execute(
-                "SELECT s.title, s.member_id, a.due_at FROM assignments a"
-                " JOIN submissions s ON s.id = a.submission_id"
-                " WHERE a.reviewer_id = ? AND +a.status = 'open' ORDER BY a.due_at",  # by reviewer
-                [member.id],
-            )
-        ]
+            for title, author, due_at in work[: LIST_LIMIT + 1]
+        ],
+        len(work),
     )
     upcoming = week.engagement
+    week_words, next_round = week.dates(member)
     return compose.Digest(
         member_name=member.greeting_name,
         circle_name=circle.name,
-        week=f"the week to {now.astimezone(zone).strftime('%A %-d %B')}",
+        week=week_words,
         drafts_out=week.drafts_out,
         critiques_delivered=week.delivered,
         your_assignments=mine,
@@ -151,9 +179,7 @@ def digest_context(db: Database, week: CircleWeek, member: Member) -> compose.Di
         participation_window=config.participation_window,
         thanks_received=int(week.thanks.get(member.id, 0)),
         generous=week.generous,
-        next_round=rounds.next_round_start(now, config)
-        .astimezone(zone)
-        .strftime(f"%A %-d %B at %H:%M ({member.timezone})"),
+        next_round=next_round,
         engagement=f"{upcoming['when']}, {upcoming['topic']}" if upcoming else "",
         rsvp_address=circle.action_address("rsvp", str(upcoming["id"])) if upcoming else "",
         pause_address=circle.action_address("pause"),
@@ -168,8 +194,10 @@ def digest_context(db: Database, week: CircleWeek, member: Member) -> compose.Di
 
 def send_due_digests(db: Database, clock: Clock, composer: compose.Composer, circle: Circle) -> int:
     """Queue the digest of every member whose digest time has come. Idempotent."""
+    circle = assignments.settled(circle)
     now = clock.now()
-    sent = 0
+    queued: list[outbox.Prepared] = []
+    marks: list[tuple[int, str, str]] = []  # the digests table's rows: none is sent twice
     week: CircleWeek | None = None  # worked out when the first digest is due
     # What each member's digest depends on, read once for the whole circle.
     details = {
@@ -184,13 +212,17 @@ def send_due_digests(db: Database, clock: Clock, composer: compose.Composer, cir
             "SELECT member_id, slot FROM digests WHERE slot >= ?", [iso(now - timedelta(days=8))]
         ).fetchall()
     )
+    slots: dict[str, datetime] = {}
+    reply_to = circle.action_address("digest")
     for member in members.list_members(db, circle):
         if member.status not in (members.ACTIVE, members.PAUSED):
             continue
         joined_at, setting, bounce_token = details[member.id]
         if setting == OFF:
             continue
-        slot = latest_slot(now, circle, member)
+        if member.timezone not in slots:
+            slots[member.timezone] = latest_slot(now, circle, member)
+        slot = slots[member.timezone]
         if slot < parse_iso(joined_at) or now - slot > STALE_AFTER:
             continue  # not a member yet then, or a digest that would arrive days late
         if (member.id, iso(slot)) in done:
@@ -199,27 +231,29 @@ def send_due_digests(db: Database, clock: Clock, composer: compose.Composer, cir
         message = composer.compose(
             circle,
             "digest",
-            digest_context(db, week, member),
+            digest_context(week, member),
             to=member.email,
-            reply_to=circle.action_address("digest"),
+            reply_to=reply_to,
             precedence="list",
         )
-        outbox.queue(
-            db,
-            message,
-            now=now,
-            circle_id=circle.id,
-            purpose="digest",
-            mail_from=circle.action_address("bounce", bounce_token)
+        mail_from = (
+            circle.action_address("bounce", bounce_token)
             if bounce_token
-            else members.bounce_address(db, circle, member.email),
+            else members.bounce_address(db, circle, member.email)
         )
-        db.execute(
-            "INSERT INTO digests (member_id, slot, sent_at) VALUES (?, ?, ?)",
-            [member.id, iso(slot), iso(now)],
+        queued.append(
+            outbox.prepare(
+                message,
+                circle_id=circle.id,
+                purpose="digest",
+                mail_from=mail_from,
+                rcpt_to=member.email,
+            )
         )
-        sent += 1
-    return sent
+        marks.append((member.id, iso(slot), iso(now)))
+    outbox.queue_prepared(db, queued, now=now)
+    db.conn.executemany("INSERT INTO digests (member_id, slot, sent_at) VALUES (?, ?, ?)", marks)
+    return len(marks)
 
 
 def set_digest(db: Database, member: Member, value: str) -> None:
@@ -233,13 +267,17 @@ def _zone(member: Member) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def _limited(lines: list[str]) -> str:
-    if len(lines) > LIST_LIMIT:
-        lines = [*lines[:LIST_LIMIT], f"  ... and {len(lines) - LIST_LIMIT} more"]
+def _limited(lines: list[str], total: int | None = None) -> str:
+    """At most LIST_LIMIT lines, then how many more there are (of ``total``, if given)."""
+    total = len(lines) if total is None else total
+    if total > LIST_LIMIT:
+        lines = [*lines[:LIST_LIMIT], f"  ... and {total - LIST_LIMIT} more"]
     return "\n".join(lines)
 
 
 def _and(names: list[str]) -> str:
     if not names:
         return "nobody yet"
+    if len(names) > NAMES_LIMIT:
+        return ", ".join(names[:NAMES_LIMIT]) + f" and {len(names) - NAMES_LIMIT} others"
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

@@ -10,6 +10,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from mailcircle.clock import iso
+from mailcircle.errors import MailcircleError, NotFound
 
 QUEUED = "queued"
 UNTITLED = "(untitled)"
@@ -105,3 +106,37 @@ def queue_position(db: Database, circle_id: int, submission_id: int) -> int:
         [circle_id, QUEUED, submission_id],
     ).fetchone()
     return int(row[0])
+
+
+WITHDRAWN = "withdrawn"
+
+
+def withdraw(db: Database, submission_id: int) -> tuple[dict[str, Any], int]:
+    """Take a draft out of the circle: it never goes (or goes on) to reviewers, and the
+    open assignments on it close (their critique addresses answer kindly). Returns the
+    draft's row and how many open assignments closed. Call inside a transaction."""
+    rows = list(db.query("SELECT * FROM submissions WHERE id = ?", [submission_id]))
+    if not rows:
+        raise NotFound(f"there is no draft #{submission_id} (see `mailcircle drafts list`)")
+    draft = rows[0]
+    if draft["status"] == WITHDRAWN:
+        raise MailcircleError(f"draft #{submission_id} was withdrawn already")
+    db.execute("UPDATE submissions SET status = ? WHERE id = ?", [WITHDRAWN, submission_id])
+    closed = db.execute(
+        "UPDATE assignments SET status = ? WHERE submission_id = ? AND status = 'open'",
+        [WITHDRAWN, submission_id],
+    ).rowcount
+    return draft, int(closed)
+
+
+def listing(db: Database, circle_id: int, status: str | None = None) -> list[dict[str, Any]]:
+    """Drafts of a circle, newest first, for `mailcircle drafts list`."""
+    where, params = ("AND s.status = ?", [status]) if status else ("", [])
+    return list(
+        db.query(
+            "SELECT s.id, s.title, m.email AS author, s.word_count, s.status, s.submitted_at"
+            " FROM submissions s JOIN members m ON m.id = s.member_id"
+            f" WHERE s.circle_id = ? {where} ORDER BY s.id DESC",
+            [circle_id, *params],
+        )
+    )

@@ -440,9 +440,9 @@ def _milestones(db: Database, circle: Circle, week_ago: str, names: dict[int, st
     and sent again: one plain line each, never a ranking."""
     lines: list[str] = []
     firsts = db.execute(
-        "SELECT s.member_id, s.title FROM submissions s JOIN (SELECT MIN(id) AS id FROM"
-        " submissions WHERE circle_id = ? GROUP BY member_id) f ON f.id = s.id"
-        " WHERE s.submitted_at >= ? ORDER BY s.id",
+        "SELECT s.member_id, s.title FROM submissions s WHERE s.circle_id = ?"
+        " AND s.submitted_at >= ? AND NOT EXISTS (SELECT 1 FROM submissions p"
+        " WHERE p.member_id = s.member_id AND p.id < s.id) ORDER BY s.id",  # this week's only
         [circle.id, week_ago],
     ).fetchall()
     for member_id, title in firsts:

@@ -50,6 +50,8 @@ def _closed(assignment: dict[str, Any], reviewer: members.Member) -> str:
         return "you are no longer a member of the circle"
     if assignment["status"] == assignments.PASSED_ON:
         return "the work passed to another reviewer"
+    if assignment["status"] == "withdrawn":
+        return "the draft was withdrawn from the circle"
     return ""
 
 

@@ -344,7 +344,8 @@ class Commands:
         ]
         config = circle.config
         waiting = held_back_members(
-            assignments.history(self.db, circle), assignments.round_settings(circle)
+            assignments.history(self.db, circle, reviewer_id=member.id),
+            assignments.round_settings(circle),
         )
         self._answer(
             job,

@@ -536,7 +536,8 @@ class Worker:
         )
         config = circle.config
         waiting = held_back_members(
-            assignments.history(self.db, circle), assignments.round_settings(circle)
+            assignments.history(self.db, circle, reviewer_id=member.id),
+            assignments.round_settings(circle),
         )
         ack = compose.SubmissionAck(
             member_name=member.greeting_name,

@@ -31,6 +31,52 @@ class _Wire(Compat32):
 
 WIRE = _Wire(linesep="\r\n")
 
+
+def wire_bytes(message: Message) -> bytes:
+    """``message.as_bytes(policy=WIRE)``, byte for byte, in a third of the time for the mails
+    compose builds (text and multipart parts, ASCII payloads already transfer-encoded, a
+    boundary set). Anything else goes through the email package's generator."""
+    out: list[bytes] = []
+    if not _flatten(message, out):
+        return message.as_bytes(policy=WIRE)
+    return b"".join(out)
+
+
+def _flatten(part: Message, out: list[bytes]) -> bool:
+    """Append ``part`` in wire form to ``out``; False (and ``out`` unusable) where the fast
+    path does not apply."""
+    if part.preamble is not None or part.epilogue is not None:
+        return False
+    for name, value in part.raw_items():
+        if isinstance(value, str) and value.isascii() and "\n" not in value:
+            if len(name) + len(value) + 2 <= 78:  # what _Wire._fold writes as it is
+                out.append(f"{name}: {value}\r\n".encode("ascii"))
+                continue
+        out.append(WIRE.fold_binary(name, value))
+    out.append(b"\r\n")
+    payload = part._payload  # type: ignore[attr-defined]
+    maintype = part.get_content_maintype()
+    if maintype == "multipart":
+        boundary = part.get_boundary()
+        if not isinstance(payload, list) or not boundary or part.get_content_subtype() == "signed":
+            return False
+        fence = f"--{boundary}".encode("ascii")
+        for index, sub in enumerate(payload):
+            out.append(fence + b"\r\n" if index == 0 else b"\r\n" + fence + b"\r\n")
+            if not _flatten(sub, out):
+                return False
+        if not payload:
+            out.append(fence + b"\r\n")
+        out.append(b"\r\n" + fence + b"--\r\n")
+        return True
+    if maintype == "message" or not isinstance(payload, str) or not payload.isascii():
+        return False
+    if "\r" in payload:  # CRLF, CR and LF each end one line, as the generator reads them
+        payload = payload.replace("\r\n", "\n").replace("\r", "\n")
+    out.append(payload.replace("\n", "\r\n").encode("ascii"))
+    return True
+
+
 QUEUED = "queued"
 SENT = "sent"
 FAILED = "failed"
@@ -79,7 +125,7 @@ def queue(
             message["Message-ID"],
             mail_from,
             recipient_of(message),
-            message.as_bytes(policy=WIRE),
+            wire_bytes(message),
             QUEUED,
             iso(now),
             spool_id,
@@ -87,6 +133,65 @@ def queue(
         ],
     )
     return int(cursor.lastrowid or 0)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A mail made ready for the outbox before the transaction that queues it (the costly
+    part, turning it into bytes, done outside the write lock)."""
+
+    circle_id: int | None
+    purpose: str
+    message_id: str
+    mail_from: str
+    rcpt_to: str
+    raw: bytes
+    spool_id: int | None = None
+
+
+def prepare(
+    message: Message,
+    *,
+    circle_id: int | None,
+    purpose: str,
+    mail_from: str,
+    rcpt_to: str = "",
+    spool_id: int | None = None,
+) -> Prepared:
+    """``rcpt_to`` saves reading the To: header back when the caller knows it."""
+    return Prepared(
+        circle_id,
+        purpose,
+        message["Message-ID"],
+        mail_from,
+        rcpt_to or recipient_of(message),
+        wire_bytes(message),
+        spool_id,
+    )
+
+
+def queue_prepared(db: Database, mails: list[Prepared], *, now: datetime) -> None:
+    """Queue many prepared mails at once. Call inside the transaction making the change."""
+    db.conn.executemany(
+        "INSERT INTO outbox (circle_id, purpose, message_id, mail_from, rcpt_to, raw, status,"
+        " attempts, next_attempt_at, spool_id, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+        (
+            (
+                m.circle_id,
+                m.purpose,
+                m.message_id,
+                m.mail_from,
+                m.rcpt_to,
+                m.raw,
+                QUEUED,
+                iso(now),
+                m.spool_id,
+                iso(now),
+            )
+            for m in mails
+        ),
+    )
 
 
 def recipient_of(message: Message) -> str:

