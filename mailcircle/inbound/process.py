@@ -566,8 +566,9 @@ def _answered_already(db: Database, spooled: Spooled, to: str) -> bool:
     """Whether another row of the same mail (one per recipient) already answered ``to``:
     a mail to a thousand circle addresses gets one answer, not a thousand."""
     row = db.execute(
+        # through the copies of this mail (a few), not all mail ever sent to ``to`` (+)
         "SELECT 1 FROM spool s JOIN outbox o ON o.spool_id = s.id"
-        " WHERE s.dedupe_key = ? AND s.id != ? AND o.rcpt_to = ? LIMIT 1",
+        " WHERE s.dedupe_key = ? AND s.id != ? AND +o.rcpt_to = ? LIMIT 1",
         [spooled.dedupe_key, spooled.id, to],
     ).fetchone()
     return row is not None
