@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ class DueReport:
     agendas: int = 0
     talk: int = 0  # engagement-day kick-offs and notices of held talk posts
     errors: list[str] = field(default_factory=list)
+    busy: int = 0  # jobs that found the database busy or full: run again soon
 
     @property
     def changed(self) -> bool:
@@ -90,7 +92,11 @@ def run_due(db: Database, clock: Clock, composer: Composer) -> DueReport:
                 with transaction(db):
                     job()
             except Exception as err:  # one failing job never stops the others
-                log.exception("%s: the %s job failed", circle.address, name)
+                if database.transient(err):  # nothing was written; it runs again soon
+                    log.warning("%s: the %s job waits: %s", circle.address, name, err)
+                    report.busy += 1
+                else:
+                    log.exception("%s: the %s job failed", circle.address, name)
                 report.errors.append(f"{circle.address} {name}: {err}")
     return report
 
@@ -166,16 +172,23 @@ class Scheduler:
         self.jobs = schedule.Scheduler()
         self.jobs.every(every_seconds).seconds.do(self._tick)
         self._db: Database | None = None
+        self._again_at: float | None = None  # a busy database: run again before the minute
 
     def _tick(self) -> None:
         assert self._db is not None
+        self._again_at = None
         try:
             report = run_due(self._db, self.clock, self.composer)
-        except Exception:
-            log.exception("the scheduler hit an error; it will try again")
-            return
+        except Exception as err:
+            if not database.transient(err):
+                log.exception("the scheduler hit an error; it will try again")
+            report = DueReport(busy=1)
+        if report.busy:
+            self._again_at = time.monotonic() + self.BUSY_PAUSE
         if report.changed:
             self.on_queued()
+
+    BUSY_PAUSE = 5.0
 
     def run(self, stop: threading.Event) -> None:
         self._db = database.connect(self.db_path)
@@ -183,6 +196,8 @@ class Scheduler:
             self._tick()  # catch up on anything missed while the service was down
             while not stop.is_set():
                 self.jobs.run_pending()
+                if self._again_at is not None and time.monotonic() >= self._again_at:
+                    self._tick()
                 stop.wait(1)
         finally:
             self._db.close()

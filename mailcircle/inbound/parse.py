@@ -73,9 +73,30 @@ def _header_text(value: object) -> str:
     text = str(value)
     try:
         text = str(make_header(decode_header(text)))
-    except Exception:  # an undecodable encoded-word: keep it as it came
-        pass
+    except Exception:  # an encoded-word in an unknown charset: decode the others anyway
+        text = _decode_words(text)
     return " ".join(text.split())
+
+
+def _decode_words(text: str) -> str:
+    """Each encoded-word on its own: those in a charset Python does not know are read as
+    UTF-8 (else Latin-1), so one bad part leaves the rest of the header readable."""
+    try:
+        parts = decode_header(text)
+    except Exception:
+        return text
+    out = []
+    for chunk, charset in parts:
+        if isinstance(chunk, str):
+            out.append(chunk)
+            continue
+        for codec in (charset or "ascii", "utf-8", "latin-1"):
+            try:
+                out.append(chunk.decode(codec))
+                break
+            except (LookupError, UnicodeDecodeError):
+                continue
+    return "".join(out)
 
 
 def _headers(message: Message) -> dict[str, tuple[str, ...]]:

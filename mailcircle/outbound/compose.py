@@ -143,6 +143,16 @@ class ProcessingFailed:
 
 
 @dataclass(frozen=True)
+class UnreadableAttachment:
+    """unreadable_attachment.txt: a member's attached draft is too big to read."""
+
+    circle_name: str
+    subject: str
+    reason: str  # one sentence: what was too big, and the limit
+    help_address: str
+
+
+@dataclass(frozen=True)
 class Help:
     """help.txt: what the circle's addresses do (the answer to +help and to unknown words)."""
 
@@ -362,6 +372,7 @@ CONTEXTS: dict[str, type] = {
     "note_answer": NoteAnswer,
     "critique_closed": CritiqueClosed,
     "loop_paused": LoopPaused,
+    "unreadable_attachment": UnreadableAttachment,
 }
 
 SUBJECT_ECHO = 60  # characters of a stranger's subject that our answers may quote
