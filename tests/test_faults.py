@@ -659,10 +659,15 @@ def test_a_worker_process_told_to_stop_alone_is_started_again(
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in children):
         time.sleep(0.1)
-    restarted = "the worker process stopped: the worker exited with status 0"
+    # It finishes its mail and exits 0; on a loaded machine the signal may come before the
+    # child has set up its handler, and then the default ends it: started again either way.
+    restarted = (
+        "the worker process stopped: the worker exited with status 0",
+        "the worker process stopped: the worker was ended by SIGTERM; starting it again",
+    )
     deadline = time.monotonic() + 30
-    while restarted not in tight.output() and time.monotonic() < deadline:
+    while not any(r in tight.output() for r in restarted) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert restarted in tight.output()
+    assert any(r in tight.output() for r in restarted), tight.output()
     send(smtp_port, draft(), mail_from="ann@example.net", to=[CIRCLE])
     relay.wait_until(to_anyone("ann@example.net"), "the draft's ack", timeout=30)
