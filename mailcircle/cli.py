@@ -20,7 +20,7 @@ from sqlite_utils import Database
 from mailcircle import __version__, config, logs
 from mailcircle import db as database
 from mailcircle.circle import circles, holds, members, operations
-from mailcircle.clock import SystemClock
+from mailcircle.clock import Clock, SystemClock
 from mailcircle.db import transaction
 from mailcircle.errors import MailcircleError
 from mailcircle.inbound import spool
@@ -426,7 +426,7 @@ def run_due_command(state: _State, now_text: str | None) -> None:
     from mailcircle.outbound.compose import Composer
     from mailcircle.scheduler import run_due
 
-    clock = state.clock
+    clock: Clock = state.clock
     if now_text:
         from datetime import datetime
 

@@ -7,6 +7,7 @@ time. `serve` and `poll` run the loop; `mailcircle run-due` runs it once (cron, 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -76,15 +77,16 @@ def run_due(db: Database, clock: Clock, composer: Composer) -> DueReport:
     report = DueReport()
     for circle in circles.all_circles(db):
         # Expiry first: work that lapsed counts against its reviewer before a round is planned.
-        jobs: tuple[tuple[str, Callable[[], None]], ...] = (
-            ("expiry", lambda c=circle: _expire(db, clock, composer, c, report)),
-            ("reminders", lambda c=circle: _remind(db, clock, composer, c, report)),
-            ("round", lambda c=circle: _round(db, clock, composer, c, report)),
-            ("digests", lambda c=circle: _digests(db, clock, composer, c, report)),
-            ("agendas", lambda c=circle: _agendas(db, clock, composer, c, report)),
-            ("talk", lambda c=circle: _talk(db, clock, composer, c, report)),
+        jobs: tuple[tuple[str, Callable[..., None]], ...] = (
+            ("expiry", _expire),
+            ("reminders", _remind),
+            ("round", _round),
+            ("digests", _digests),
+            ("agendas", _agendas),
+            ("talk", _talk),
         )
-        for name, job in jobs:
+        for name, run in jobs:
+            job = functools.partial(run, db, clock, composer, circle, report)
             try:
                 if name == "round":  # plans without the write lock; writes in its own transaction
                     job()

@@ -152,10 +152,10 @@ class Service:
         if not self.isolate:
             self._spawn("sender", self._send)
             self._spawn("worker", self._work)
-            scheduler = Scheduler(
+            in_thread = Scheduler(
                 self.settings.database, self.clock, self.composer, on_queued=self._outbox_wake.set
             )
-            self._spawn("scheduler", lambda: scheduler.run(self._stopping))
+            self._spawn("scheduler", lambda: in_thread.run(self._stopping))
             return
         level = _log_setup()
         events = (self._stopping, self._inbox_wake, self._outbox_wake)

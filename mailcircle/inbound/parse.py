@@ -300,7 +300,7 @@ def parse(raw: bytes) -> Mail:
     if "\x1b" in plain and body_part is not None:
         # ISO-2022-JP declared 7bit comes back from mail-parser undecoded.
         plain = _normalize_newlines(_decode_part(body_part) or plain)
-    if body_part is not None and body_part.get_param("format", "").lower() == "flowed":
+    if body_part is not None and str(body_part.get_param("format", "")).lower() == "flowed":
         delsp = str(body_part.get_param("delsp", "no")).lower() == "yes"
         plain = unflow(plain, delsp=delsp)
     text = plain if plain.strip() else html_to_text(html_text) if html_text else ""
@@ -375,7 +375,8 @@ def _outer_texts(message: Message) -> list[str]:
             return
         if part.is_multipart():
             for child in part.get_payload():  # type: ignore[union-attr]
-                visit(child)
+                if isinstance(child, Message):
+                    visit(child)
         elif (
             part.get_content_type() == "text/plain"
             and part.get_content_disposition() != "attachment"
