@@ -262,16 +262,8 @@ def _from_header(message: Message) -> tuple[str, str]:
         return "", ""
     if isinstance(raw, Header):  # raw 8-bit bytes: the address part is ASCII anyway
         raw = str(raw)
-    value = str(raw).replace("\r", " ").replace("\n", " ")
-    angle = _ANGLE_ADDR.search(value)
-    if angle:  # "ben@example.net <eve@attacker.test>" is eve's, as clients and DMARC read it
-        name = value[: angle.start()].strip().strip('"')
-        return _clean(_header_text(name)), addresses.normalize(angle.group(1))
-    name, address = addresses.first_address(value)
+    name, address = addresses.from_header(str(raw))
     return _clean(_header_text(name)), address
-
-
-_ANGLE_ADDR = re.compile(r"<\s*([^<>\s@]+@[^<>\s@]+)\s*>")
 
 
 def _normalize_newlines(text: str) -> str:
