@@ -431,6 +431,15 @@ def _become_child(level: tuple[str, str], parent: int, shared_stop: Any) -> _Chi
     return stopping
 
 
+def _child_worker(settings: Settings, **options: Any) -> tuple[Any, Worker]:
+    """A worker process's database and Worker: its own clock, budget and sender check."""
+    clock = SystemClock()
+    db = database.connect(settings.database)
+    budget = Budget(settings.worker.mail_cpu_seconds, settings.worker.mail_memory_mb)
+    check = SenderCheck(settings.inbound.trusted_authserv_ids)
+    return db, Worker(db, clock, Composer(clock), check, budget=budget, **options)
+
+
 def _worker_process(
     settings: Settings,
     level: tuple[str, str],
@@ -442,11 +451,7 @@ def _worker_process(
     gate: EdgeGate,
 ) -> None:
     stopping = _become_child(level, parent, stopping)
-    clock = SystemClock()
-    db = database.connect(settings.database)
-    budget = Budget(settings.worker.mail_cpu_seconds, settings.worker.mail_memory_mb)
-    check = SenderCheck(settings.inbound.trusted_authserv_ids)
-    worker = Worker(db, clock, Composer(clock), check, budget=budget, give_way=gate.give_way)
+    db, worker = _child_worker(settings, give_way=gate.give_way)
     try:
         work_loop(worker, stopping, inbox_wake, outbox_wake, poll_seconds)
     finally:
@@ -539,11 +544,7 @@ def _worker_until_idle(
     gate: EdgeGate,
 ) -> None:
     stopping = _become_child(level, parent, stopping)
-    clock = SystemClock()
-    db = database.connect(settings.database)
-    budget = Budget(settings.worker.mail_cpu_seconds, settings.worker.mail_memory_mb)
-    check = SenderCheck(settings.inbound.trusted_authserv_ids)
-    worker = Worker(db, clock, Composer(clock), check, budget=budget)
+    db, worker = _child_worker(settings)
     try:
         for pause in (0.0, 1.0, 2.0, 5.0, 10.0):
             time.sleep(pause)
