@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import CapturingRelay, free_port
 
+from mailcircle.circle import mailing
 from mailcircle.clock import FakeClock
 from mailcircle.db import transaction
 from mailcircle.errors import MailcircleError
@@ -346,7 +347,7 @@ def test_a_relays_5xx_for_a_member_is_a_bounce_against_them(db, clock, poets) ->
         msg["Message-ID"] = "<to-ann@example.org>"
         msg.set_content("Hello.\n")
         with transaction(db):
-            mail_id = outbox.queue_for_circle(db, poets, msg, now=clock.now(), purpose="test")
+            mail_id = mailing.queue_for_circle(db, poets, msg, now=clock.now(), purpose="test")
         transport = SMTPRelay("127.0.0.1", refusing.port)
         refusing.old_sessions = _AllSessions()  # every connection refuses, fresh ones too
         sender = Sender(db, clock, transport, on_refused=bounce_recorder(clock, Composer(clock)))

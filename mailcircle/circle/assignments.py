@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlite_utils import Database
 
 from mailcircle import addresses
-from mailcircle.circle import members
+from mailcircle.circle import mailing, members
 from mailcircle.circle.assign import (
     PastAssignment,
     QueuedDraft,
@@ -38,7 +38,7 @@ from mailcircle.circle.settings import CircleSettings
 from mailcircle.clock import Clock, iso, parse_iso
 from mailcircle.db import transaction
 from mailcircle.errors import MailcircleError
-from mailcircle.inbound.parse import parse
+from mailcircle.mail import attachments_of
 from mailcircle.outbound import compose, outbox
 
 log = logging.getLogger(__name__)
@@ -637,10 +637,8 @@ def _draft_attachments(db: Database, spool_id: int) -> tuple[tuple[str, str, byt
     headers = BytesHeaderParser(policy=compat32).parsebytes(row[0])
     if headers.get_content_maintype() != "multipart":
         return ()  # a single part is the text itself: nothing attached (and no parse to pay)
-    return tuple(
-        (a.filename or "draft", a.content_type, a.payload) for a in parse(row[0]).attachments
-    )
+    return tuple((a.filename or "draft", a.content_type, a.payload) for a in attachments_of(row[0]))
 
 
 def _queue(db: Database, clock: Clock, circle: Circle, message: Message, purpose: str) -> None:
-    outbox.queue_for_circle(db, circle, message, now=clock.now(), purpose=purpose)  # type: ignore[arg-type]
+    mailing.queue_for_circle(db, circle, message, now=clock.now(), purpose=purpose)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from mailcircle.circle.circles import Circle
 from mailcircle.clock import Clock, iso
 from mailcircle.db import transaction
 from mailcircle.errors import AlreadyExists, MailcircleError, NotFound
-from mailcircle.outbound.compose import clean
+from mailcircle.text import clean
 
 ACTIVE = "active"
 PAUSED = "paused"

@@ -22,11 +22,11 @@ from typing import Any
 from sqlite_utils import Database
 
 from mailcircle import addresses
-from mailcircle.circle import assignments, members
+from mailcircle.circle import assignments, mailing, members
 from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
 from mailcircle.clock import Clock, iso
-from mailcircle.outbound import compose, outbox
+from mailcircle.outbound import compose
 
 EACH, DIGEST, OFF = "each", "digest", "off"
 CHOICES = (EACH, DIGEST, OFF)
@@ -241,7 +241,7 @@ def distribute(
         as_list_mail(message, circle, author.greeting_name)
         keep_thread(message, post.message_id, post.in_reply_to, post.references)
         queued.append(
-            outbox.queue_for_circle(
+            mailing.queue_for_circle(
                 db, circle, message, now=now, purpose="talk_post", spool_id=spool_id
             )
         )
@@ -332,7 +332,7 @@ def tell_about_held(db: Database, clock: Clock, composer: compose.Composer, circ
                 to=from_addr,
                 thread=(message_id,) if message_id else (),
             )
-            outbox.queue_for_circle(
+            mailing.queue_for_circle(
                 db, circle, message, now=clock.now(), purpose="talk_held", spool_id=spool_id
             )
             told += 1

@@ -29,7 +29,7 @@ from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
 from mailcircle.clock import iso, parse_iso
 from mailcircle.errors import Hold, MailcircleError, Refuse
-from mailcircle.inbound.parse import Mail
+from mailcircle.mail import Mail
 from mailcircle.outbound import compose
 
 if TYPE_CHECKING:

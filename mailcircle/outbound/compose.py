@@ -20,14 +20,20 @@ from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import jinja2
 
-from mailcircle.circle.circles import Circle
 from mailcircle.clock import Clock
 from mailcircle.errors import MailcircleError
-from mailcircle.inbound.parse import Mail
+from mailcircle.mail import Mail
+from mailcircle.text import SUBJECT_ECHO as SUBJECT_ECHO  # re-exported for callers
+from mailcircle.text import clean
+from mailcircle.text import short_subject as short_subject  # re-exported for callers
+
+if TYPE_CHECKING:  # a type only: sending never imports the circle layer
+    from mailcircle.circle.circles import Circle
 
 # --- Template contexts -------------------------------------------------------------------
 
@@ -363,21 +369,6 @@ CONTEXTS: dict[str, type] = {
     "critique_closed": CritiqueClosed,
     "loop_paused": LoopPaused,
 }
-
-SUBJECT_ECHO = 60  # characters of a stranger's subject that our answers may quote
-
-
-def clean(text: str) -> str:
-    """A value fit for a header: control characters (CR, LF, NUL, other C0, DEL) become
-    spaces and runs of white space one space, so no input can break a header."""
-    return " ".join("".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text).split())
-
-
-def short_subject(subject: str) -> str:
-    """The most of an inbound subject our answers echo: cleaned, and cut at SUBJECT_ECHO."""
-    text = clean(subject)
-    return text if len(text) <= SUBJECT_ECHO else text[: SUBJECT_ECHO - 1].rstrip() + "…"
-
 
 # --- The circle's talk, engagement days and members' own settings ------------------------
 

@@ -331,23 +331,10 @@ def queue_for_circle(
     purpose: str,
     spool_id: int | None = None,
 ) -> int:
-    """Queue a mail the circle sends, from its VERP address for the recipient.
+    """Kept for ``inbound/process.py`` until it calls ``circle.mailing.queue_for_circle``
+    (issue 9): the envelope sender is the circle's business, not the outbox's."""
+    from mailcircle.circle import mailing  # the one upward import left (see test_layers.py)
 
-    Nothing is queued for a member whose mail is paused because it bounces (returns 0),
-    except the moderators' own notices.
-    """
-    from mailcircle.circle.members import bounce_address, find
-
-    rcpt = recipient_of(message)
-    member = find(db, circle, rcpt)
-    if member is not None and member.status == "bouncing" and purpose != "moderator_notice":
-        return 0
-    return queue(
-        db,
-        message,
-        now=now,
-        circle_id=circle.id,
-        purpose=purpose,
-        mail_from=bounce_address(db, circle, rcpt),
-        spool_id=spool_id,
+    return mailing.queue_for_circle(
+        db, circle, message, now=now, purpose=purpose, spool_id=spool_id
     )
