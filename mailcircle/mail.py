@@ -69,8 +69,9 @@ def attachments_of(raw: bytes) -> tuple[Attachment, ...]:
             elif not (subtype == "rtf" or disposition == "attachment"):
                 continue
         if part.is_multipart():
-            inner = part.get_payload(decode=False)
-            payload = "".join(m.as_string() for m in inner).encode("utf-8", "surrogateescape")
+            inner = part.get_payload()
+            text = "".join(m.as_string() for m in inner if isinstance(m, Message))
+            payload = text.encode("utf-8", "surrogateescape")
         else:
             decoded = part.get_payload(decode=True)
             payload = decoded if isinstance(decoded, bytes) else b""

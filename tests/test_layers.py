@@ -28,6 +28,7 @@ BASE = {
     "mailcircle.errors",
     "mailcircle.logs",
     "mailcircle.mail",
+    "mailcircle.rows",
     "mailcircle.text",
 }
 

@@ -24,6 +24,7 @@ import random
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 EXACT_MEMBERS = 200  # circles up to this many reviewers are planned exactly
 CANDIDATES_PER_SLOT = 24  # greedy: how many reviewers of the lightest load to weigh
@@ -238,7 +239,7 @@ def _greedy(drafts, reviewers, wanted, cap, tier, recent_load, tiebreak):  # noq
             pick = None
             for load in range(cap):
                 bucket = buckets[load]
-                candidates = []
+                candidates: list[tuple[Any, int, int]] = []
                 index = cursor[load]
                 while index < len(bucket) and len(candidates) < CANDIDATES_PER_SLOT:
                     r = bucket[index]

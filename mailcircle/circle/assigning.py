@@ -19,6 +19,7 @@ from mailcircle.circle.members import Member
 from mailcircle.clock import Clock, iso
 from mailcircle.mail import attachments_of
 from mailcircle.outbound import compose
+from mailcircle.rows import new_id
 
 OPEN, DONE, EXPIRED, PASSED_ON = "open", "done", "expired", "passed_on"
 
@@ -51,7 +52,7 @@ def draft_attachments(db: Database, spool_id: int) -> tuple[tuple[str, str, byte
 
 
 def queue_mail(db: Database, clock: Clock, circle: Circle, message: Message, purpose: str) -> None:
-    mailing.queue_for_circle(db, circle, message, now=clock.now(), purpose=purpose)  # type: ignore[arg-type]
+    mailing.queue_for_circle(db, circle, message, now=clock.now(), purpose=purpose)
 
 
 def assignment_mail(
@@ -117,9 +118,8 @@ def assign(
         attachments,
         backup=backup_for is not None,
     )
-    assignment_id = int(
-        db["assignments"]
-        .insert(
+    assignment_id = new_id(
+        db.table("assignments").insert(
             {
                 "round_id": round_id,
                 "submission_id": submission_id,
@@ -132,7 +132,6 @@ def assign(
                 "message_id": message["Message-ID"],
             }
         )
-        .last_pk
     )
     queue_mail(db, clock, circle, message, "assignment")
     return assignment_id

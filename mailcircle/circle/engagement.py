@@ -19,6 +19,7 @@ from mailcircle.clock import Clock, iso
 from mailcircle.db import transaction
 from mailcircle.errors import MailcircleError
 from mailcircle.outbound import compose
+from mailcircle.rows import new_id
 
 
 def add(db: Database, clock: Clock, circle: Circle, day: str, topic: str) -> int:
@@ -31,9 +32,8 @@ def add(db: Database, clock: Clock, circle: Circle, day: str, topic: str) -> int
     if not topic.strip():
         raise MailcircleError("an engagement day needs a topic, e.g. --topic 'Finding readers'")
     with transaction(db):
-        return int(
-            db["engagement_days"]
-            .insert(
+        return new_id(
+            db.table("engagement_days").insert(
                 {
                     "circle_id": circle.id,
                     "day": when.isoformat(),
@@ -42,7 +42,6 @@ def add(db: Database, clock: Clock, circle: Circle, day: str, topic: str) -> int
                     "agenda_sent_at": None,
                 }
             )
-            .last_pk
         )
 
 

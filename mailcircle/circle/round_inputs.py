@@ -104,8 +104,8 @@ class _Settled(Circle):
     (or a run of digests) asks for them thousands of times."""
 
     @functools.cached_property
-    def config(self) -> CircleSettings:  # type: ignore[override]
-        return Circle.config.fget(self)  # type: ignore[attr-defined,no-any-return]
+    def config(self) -> CircleSettings:
+        return super().config
 
 
 def settled(circle: Circle) -> Circle:

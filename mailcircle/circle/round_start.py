@@ -34,6 +34,7 @@ from mailcircle.clock import Clock, iso
 from mailcircle.db import transaction
 from mailcircle.errors import MailcircleError
 from mailcircle.outbound import compose, outbox
+from mailcircle.rows import new_id
 
 log = logging.getLogger("mailcircle.circle.assignments")  # the name operators know
 
@@ -180,9 +181,8 @@ def _record(
     inputs, plan = prepared.inputs, prepared.plan
     if next_round_number(db, circle) != inputs.round_number:
         raise RoundTaken(f"round {inputs.round_number} of {circle.address} was started meanwhile")
-    round_id = int(
-        db["rounds"]
-        .insert(
+    round_id = new_id(
+        db.table("rounds").insert(
             {
                 "circle_id": circle.id,
                 "number": inputs.round_number,
@@ -190,7 +190,6 @@ def _record(
                 "status": "open",
             }
         )
-        .last_pk
     )
     now = clock.now()
     first = db.execute("SELECT COALESCE(MAX(id), 0) FROM assignments").fetchone()[0] + 1

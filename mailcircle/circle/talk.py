@@ -27,6 +27,7 @@ from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
 from mailcircle.clock import Clock, iso
 from mailcircle.outbound import compose
+from mailcircle.rows import new_id
 
 EACH, DIGEST, OFF = "each", "digest", "off"
 CHOICES = (EACH, DIGEST, OFF)
@@ -194,9 +195,8 @@ def distribute(
     parent = find_post(db, circle, (*post.references, post.in_reply_to))
     day = todays_engagement(db, circle, now)
     base, _ = base_subject(post.subject, tag(circle))
-    post_id = int(
-        db["talk_posts"]
-        .insert(
+    post_id = new_id(
+        db.table("talk_posts").insert(
             {
                 "circle_id": circle.id,
                 "member_id": author.id,
@@ -211,7 +211,6 @@ def distribute(
                 "posted_at": iso(now),
             }
         )
-        .last_pk
     )
     if parent is None:
         db.execute("UPDATE talk_posts SET thread_id = id WHERE id = ?", [post_id])

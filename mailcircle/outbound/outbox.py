@@ -26,7 +26,7 @@ class _Wire(Compat32):
         if isinstance(value, str) and value.isascii() and "\n" not in value:
             if len(name) + len(value) + 2 <= 78:
                 return f"{name}: {value}{self.linesep}"
-        return str(super()._fold(name, value, sanitize))
+        return str(super()._fold(name, value, sanitize))  # type: ignore[misc]  # not in typeshed
 
 
 WIRE = _Wire(linesep="\r\n")
@@ -289,7 +289,7 @@ def retry_failed(db: Database, now: datetime) -> list[int]:
 def details(db: Database, mail_id: int) -> dict[str, Any]:
     """Everything known about one outgoing mail, with its headers as (name, value) pairs."""
     get(db, mail_id)  # NotFound, with the sentence, for an unknown id
-    row = dict(db["outbox"].get(mail_id))
+    row = dict(db.table("outbox").get(mail_id))
     head = BytesHeaderParser(policy=compat32).parsebytes(row.pop("raw"))
     row["headers"] = [(name, _readable(str(value))) for name, value in head.items()]
     return row
