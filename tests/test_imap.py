@@ -164,7 +164,7 @@ def test_a_crash_after_spooling_before_moving_changes_nothing_when_seen_again(
     append(mailbox, draft())
 
     class CrashesBeforeMarking(ImapPoller):
-        def _mark(self, client, uids, folder, flag):  # noqa: ANN001, ANN202
+        def _mark(self, client, uids, folder, flag):
             raise SystemExit("killed between the commit and the move")
 
     crashing = CrashesBeforeMarking(

@@ -167,7 +167,7 @@ def _select_drafts(
     return selected, deferred
 
 
-def _exact(drafts, reviewers, wanted, cap, tier, recent_load, tiebreak):  # noqa: ANN001, ANN202
+def _exact(drafts, reviewers, wanted, cap, tier, recent_load, tiebreak):
     """Optimal assignment, one layer of load at a time (scipy's linear_sum_assignment).
 
     Layer ``u`` gives each reviewer at most one more draft, so everyone's first assignment
@@ -227,7 +227,7 @@ def _exact(drafts, reviewers, wanted, cap, tier, recent_load, tiebreak):  # noqa
     return chosen
 
 
-def _greedy(drafts, reviewers, wanted, cap, tier, recent_load, tiebreak):  # noqa: ANN001, ANN202
+def _greedy(drafts, reviewers, wanted, cap, tier, recent_load, tiebreak):
     """Bucket reviewers by this round's load; weigh a bounded few of the lightest per slot."""
     buckets: list[list[int]] = [sorted(reviewers, key=lambda r: (recent_load[r], tiebreak[r]))]
     buckets += [[] for _ in range(cap)]

@@ -17,15 +17,11 @@ from mailcircle.circle.assigning import (
     OPEN,
     PASSED_ON,
     assign,
-    assignment_mail,
-    draft_attachments,
     due_text,
     find_by_message_ids,
     find_by_token,
     get_submission,
-    queue_mail,
     tell_moderators,
-    title_of,
 )
 from mailcircle.circle.backups import find_backups, pass_on
 from mailcircle.circle.reminders import expire_overdue, send_reminders
@@ -49,8 +45,6 @@ __all__ = [
     "RoundResult",
     "RoundTaken",
     "assign",
-    "assignment_mail",
-    "draft_attachments",
     "due_text",
     "expire_overdue",
     "find_backups",
@@ -60,12 +54,10 @@ __all__ = [
     "history",
     "next_round_number",
     "pass_on",
-    "queue_mail",
     "round_input",
     "round_settings",
     "send_reminders",
     "settled",
     "start_round",
     "tell_moderators",
-    "title_of",
 ]

@@ -209,13 +209,6 @@ def due(db: Database, now: datetime, limit: int = 100) -> list[Outgoing]:
     ]
 
 
-def next_due_at(db: Database) -> str | None:
-    row = db.execute(
-        "SELECT MIN(next_attempt_at) FROM outbox WHERE status = ?", [QUEUED]
-    ).fetchone()
-    return row[0] if row else None
-
-
 def backoff(attempts: int) -> timedelta:
     """How long to wait after the ``attempts``-th attempt: 1, 2, 4 ... minutes, at most 6 hours."""
     return min(timedelta(minutes=2 ** (max(attempts, 1) - 1)), MAX_BACKOFF)
