@@ -8,6 +8,7 @@ Any ``+suffix`` of a circle's address belongs to that circle.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from email.utils import getaddresses
 
@@ -76,6 +77,21 @@ def with_action(circle_address: str, action: str, token: str = "", separator: st
     local, _, domain = circle_address.partition("@")
     suffix = f"{action}-{token}" if token else action
     return f"{local}{separator}{suffix}@{domain}"
+
+
+_ANGLE_ADDR = re.compile(r"<\s*([^<>\s@]+@[^<>\s@]+)\s*>")
+
+
+def from_header(value: str) -> tuple[str, str]:
+    """(display name as written, lower-case address) of a From: header, read as mail
+    clients and DMARC read it: the address in angle brackets when there is one, never one
+    that only looks like an address in the display name (``ben@example.net <eve@...>``
+    and ``=?utf-8?q?ben=40example.net?= <eve@...>`` are both eve's)."""
+    value = value.replace("\r", " ").replace("\n", " ")
+    angle = _ANGLE_ADDR.search(value)
+    if angle:
+        return value[: angle.start()].strip().strip('"'), normalize(angle.group(1))
+    return first_address(value)
 
 
 def first_address(header_value: str) -> tuple[str, str]:

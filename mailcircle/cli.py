@@ -7,6 +7,7 @@ import email.policy
 import functools
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -19,7 +20,7 @@ from sqlite_utils import Database
 from mailcircle import __version__, config, logs
 from mailcircle import db as database
 from mailcircle.circle import circles, holds, members, operations
-from mailcircle.clock import SystemClock
+from mailcircle.clock import Clock, SystemClock
 from mailcircle.db import transaction
 from mailcircle.errors import MailcircleError
 from mailcircle.inbound import spool
@@ -37,6 +38,20 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except MailcircleError as err:
             raise click.ClickException(str(err)) from None
+        except sqlite3.Error as err:  # a full disk, a locked or damaged database
+            raise click.ClickException(_database_fault(err)) from None
+        except OSError as err:  # a folder that cannot be written, ...
+            where = f" ({err.filename})" if err.filename else ""
+            raise click.ClickException(f"{err.strerror or err}{where}") from None
+
+
+def _database_fault(err: sqlite3.Error) -> str:
+    text = str(err)
+    if "full" in text:
+        return f"the database could not be written: {text}; free some disk space and try again"
+    if "locked" in text or "busy" in text:
+        return f"the database is busy ({text}); try again in a moment"
+    return f"the database could not be used: {text}"
 
 
 class _State:
@@ -412,7 +427,7 @@ def run_due_command(state: _State, now_text: str | None) -> None:
     from mailcircle.outbound.compose import Composer
     from mailcircle.scheduler import run_due
 
-    clock = state.clock
+    clock: Clock = state.clock
     if now_text:
         from datetime import datetime
 
@@ -749,7 +764,7 @@ def serve(state: _State, log_level: str, sample: bool | None) -> None:
     if sample is None:  # the embedded default gets a sample; a configured install does not
         sample = settings.source is None
     created = _ensure_sample_circle(state) if no_circles and sample else None
-    service = Service(settings, clock=state.clock)
+    service = Service(settings, clock=state.clock, isolate=True, command="serve")
     try:
         service.start()
     except OSError as err:
@@ -800,12 +815,14 @@ def _run_until_stopped(service: Any) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        while not stop.wait(0.5):
+        while not stop.wait(0.5) and not service.lost.is_set():
             pass
     except KeyboardInterrupt:
         pass
     click.echo("Stopping...")
     service.stop()
+    if service.lost.is_set():
+        raise MailcircleError("another process took over this database; stopped")
 
 
 @main.command()
@@ -821,17 +838,8 @@ def poll(state: _State, once: bool, log_level: str) -> None:
     Outgoing mail and processing run as with `serve`. With --once it takes what is there,
     processes it, sends what is due and exits: for cron.
     """
-    from mailcircle.inbound.imap import (
-        NETWORK_ERRORS,
-        ImapPoller,
-        describe_error,
-        poll_folder_once,
-    )
-    from mailcircle.inbound.process import Worker
-    from mailcircle.inbound.verify import SenderCheck
-    from mailcircle.outbound.compose import Composer
-    from mailcircle.outbound.deliver import deliver_due, transport_for
-    from mailcircle.service import Service, bounce_recorder
+    from mailcircle.lease import Lease
+    from mailcircle.service import Service
 
     _setup_logging(state, log_level)
     settings = state.settings
@@ -843,12 +851,35 @@ def poll(state: _State, once: bool, log_level: str) -> None:
         )
     where = f"{imap.folder} on {imap.user}@{imap.host}:{imap.port}"
     if not once:
-        service = Service(settings, clock=state.clock, listen=False, imap=True)
+        service = Service(
+            settings, clock=state.clock, listen=False, imap=True, isolate=True, command="poll"
+        )
         service.start()
         click.echo(f"mailcircle {__version__} is watching {where}. Database: {settings.database}")
         _run_until_stopped(service)
         return
 
+    lease = Lease(state.db, "poll --once")
+    lease.acquire()
+    try:
+        _poll_once(state, where)
+    finally:
+        lease.release()
+
+
+def _poll_once(state: _State, where: str) -> None:
+    from mailcircle.inbound.imap import (
+        NETWORK_ERRORS,
+        ImapPoller,
+        describe_error,
+        poll_folder_once,
+    )
+    from mailcircle.outbound.compose import Composer
+    from mailcircle.outbound.deliver import deliver_due, transport_for
+    from mailcircle.service import bounce_recorder, process_once
+
+    settings = state.settings
+    imap = settings.imap
     poller = ImapPoller(
         imap,
         settings.database,
@@ -863,16 +894,7 @@ def poll(state: _State, once: bool, log_level: str) -> None:
     click.echo(f"Mailbox: {report}.")
     for problem in report.failed:
         click.echo(f"  not taken, {problem}")
-    worker = Worker(
-        state.db,
-        state.clock,
-        Composer(state.clock),
-        SenderCheck(settings.inbound.trusted_authserv_ids),
-    )
-    processed = 0
-    while batch := worker.process_pending():
-        processed += batch
-        click.echo(f"  processed {processed} mails...")
+    processed = process_once(settings)  # in a worker process, each mail within its budget
     transport = transport_for(settings.outbound)
     tried = 0
     on_refused = bounce_recorder(state.clock, Composer(state.clock))

@@ -39,6 +39,8 @@ class InboundSettings:
     max_message_bytes: int = 26_214_400
     # authserv-ids of receiving servers whose Authentication-Results headers are believed
     trusted_authserv_ids: tuple[str, ...] = ()
+    max_recipients: int = 20  # circle addresses in one SMTP/LMTP transaction; more get 452
+    sender_bytes_per_hour: int = 268_435_456  # what one envelope sender may have stored
 
 
 @dataclass(frozen=True)
@@ -113,11 +115,18 @@ class ImapSettings:
 
 
 @dataclass(frozen=True)
+class WorkerSettings:
+    mail_cpu_seconds: int = 10  # one mail's processing; past it the mail is set aside
+    mail_memory_mb: int = 512
+
+
+@dataclass(frozen=True)
 class Settings:
     database: Path = Path("mailcircle.db")
     inbound: InboundSettings = field(default_factory=InboundSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     imap: ImapSettings = field(default_factory=ImapSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
     source: Path | None = None  # the file these came from, if any
 
 
@@ -137,6 +146,11 @@ DOCUMENTED_KEYS: dict[str, tuple[str, str]] = {
     "inbound.trusted_authserv_ids": (
         "[]",
         "authserv-ids of your own receiving servers whose Authentication-Results are believed",
+    ),
+    "inbound.max_recipients": ("20", "circle addresses one mail may name; more are refused (452)"),
+    "inbound.sender_bytes_per_hour": (
+        "268435456",
+        "bytes one envelope sender may have stored in an hour; beyond it mail waits (452)",
     ),
     "outbound.relay": (
         '""',
@@ -166,6 +180,8 @@ DOCUMENTED_KEYS: dict[str, tuple[str, str]] = {
         '""',
         "CA certificates (PEM) to trust for the IMAP server's TLS; empty: the system's",
     ),
+    "worker.mail_cpu_seconds": ("10", "CPU seconds one mail may take; past it, it is set aside"),
+    "worker.mail_memory_mb": ("512", "memory (MB) one mail may take; past it, it is set aside"),
 }
 
 
@@ -219,14 +235,25 @@ def _check_known(table: dict[str, Any], prefix: str, known: set[str]) -> None:
 
 def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> Settings:
     """Build Settings from a parsed TOML table; every error names the key at fault."""
-    _check_known(data, "", {"database", "inbound", "outbound", "imap"})
+    _check_known(data, "", {"database", "inbound", "outbound", "imap", "worker"})
     inbound = data.get("inbound", {})
     outbound = data.get("outbound", {})
     imap = data.get("imap", {})
     for name, table in (("inbound", inbound), ("outbound", outbound), ("imap", imap)):
         if not isinstance(table, dict):
             raise ConfigError(f"setting {name} must be a table ([{name}]), not {table!r}")
-    _check_known(inbound, "inbound.", {"smtp", "lmtp", "max_message_bytes", "trusted_authserv_ids"})
+    _check_known(
+        inbound,
+        "inbound.",
+        {
+            "smtp",
+            "lmtp",
+            "max_message_bytes",
+            "trusted_authserv_ids",
+            "max_recipients",
+            "sender_bytes_per_hour",
+        },
+    )
     _check_known(
         outbound,
         "outbound.",
@@ -278,6 +305,10 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> S
             lmtp=lmtp,
             max_message_bytes=max_bytes,
             trusted_authserv_ids=_names(inbound, "trusted_authserv_ids", "inbound."),
+            max_recipients=_at_least(inbound, "max_recipients", "inbound.", 1, 20),
+            sender_bytes_per_hour=_at_least(
+                inbound, "sender_bytes_per_hour", "inbound.", max_bytes, 268_435_456
+            ),
         ),
         outbound=OutboundSettings(
             relay=parse_host_port("outbound.relay", outbound.get("relay", "")),
@@ -292,7 +323,25 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> S
             idle_seconds=idle_seconds,
         ),
         imap=_imap_settings(imap, base),
+        worker=_worker_settings(data.get("worker", {})),
         source=source,
+    )
+
+
+def _at_least(table: dict[str, Any], key: str, prefix: str, least: int, default: int) -> int:
+    value = int(_take(table, key, prefix, int, default))
+    if value < least:
+        raise ConfigError(f"setting {prefix}{key} must be at least {least}, not {value}")
+    return value
+
+
+def _worker_settings(table: Any) -> WorkerSettings:
+    if not isinstance(table, dict):
+        raise ConfigError(f"setting worker must be a table ([worker]), not {table!r}")
+    _check_known(table, "worker.", set(WorkerSettings.__dataclass_fields__))
+    return WorkerSettings(
+        mail_cpu_seconds=_at_least(table, "mail_cpu_seconds", "worker.", 1, 10),
+        mail_memory_mb=_at_least(table, "mail_memory_mb", "worker.", 64, 512),
     )
 
 

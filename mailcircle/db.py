@@ -395,6 +395,32 @@ def _perf(db: Database) -> None:
     )
 
 
+@migrations(name="0010_exec")
+def _exec(db: Database) -> None:
+    db.executescript(
+        """
+        -- Who works this database's spool and outbox: exactly one process at a time.
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,                 -- "worker": the spool and the outbox
+            holder TEXT NOT NULL,                  -- host:pid:random, unique per process
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            command TEXT NOT NULL,                 -- serve, poll, poll --once
+            since TEXT NOT NULL,
+            heartbeat_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL               -- another process may take it after this
+        );
+        -- Attempts counted before processing, so a crash counts: unfinished starts, deaths of
+        -- the worker process while on this mail, and the worker process that holds it now.
+        ALTER TABLE spool ADD COLUMN started INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE spool ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE spool ADD COLUMN claimed_by INTEGER;
+        -- One answer per inbound mail however many recipient rows it has.
+        CREATE INDEX IF NOT EXISTS outbox_spool ON outbox (spool_id);
+        """
+    )
+
+
 def connect(path: str | Path) -> Database:
     """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
     path = Path(path)
@@ -452,3 +478,14 @@ def transaction(db: Database) -> Iterator[Database]:
         raise
     else:
         db.conn.execute("COMMIT")
+
+
+_TRANSIENT = ("locked", "busy", "disk i/o error", "database or disk is full", "unable to open")
+
+
+def transient(err: BaseException) -> bool:
+    """Whether a database error is the moment's (a lock held too long, a full or failing disk),
+    so the work should wait and be tried again, not be recorded as failed."""
+    return isinstance(err, sqlite3.OperationalError) and any(
+        word in str(err).lower() for word in _TRANSIENT
+    )

@@ -7,8 +7,10 @@ time. `serve` and `poll` run the loop; `mailcircle run-due` runs it once (cron, 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,7 @@ class DueReport:
     agendas: int = 0
     talk: int = 0  # engagement-day kick-offs and notices of held talk posts
     errors: list[str] = field(default_factory=list)
+    busy: int = 0  # jobs that found the database busy or full: run again soon
 
     @property
     def changed(self) -> bool:
@@ -74,15 +77,16 @@ def run_due(db: Database, clock: Clock, composer: Composer) -> DueReport:
     report = DueReport()
     for circle in circles.all_circles(db):
         # Expiry first: work that lapsed counts against its reviewer before a round is planned.
-        jobs: tuple[tuple[str, Callable[[], None]], ...] = (
-            ("expiry", lambda c=circle: _expire(db, clock, composer, c, report)),
-            ("reminders", lambda c=circle: _remind(db, clock, composer, c, report)),
-            ("round", lambda c=circle: _round(db, clock, composer, c, report)),
-            ("digests", lambda c=circle: _digests(db, clock, composer, c, report)),
-            ("agendas", lambda c=circle: _agendas(db, clock, composer, c, report)),
-            ("talk", lambda c=circle: _talk(db, clock, composer, c, report)),
+        jobs: tuple[tuple[str, Callable[..., None]], ...] = (
+            ("expiry", _expire),
+            ("reminders", _remind),
+            ("round", _round),
+            ("digests", _digests),
+            ("agendas", _agendas),
+            ("talk", _talk),
         )
-        for name, job in jobs:
+        for name, run in jobs:
+            job = functools.partial(run, db, clock, composer, circle, report)
             try:
                 if name == "round":  # plans without the write lock; writes in its own transaction
                     job()
@@ -90,7 +94,11 @@ def run_due(db: Database, clock: Clock, composer: Composer) -> DueReport:
                 with transaction(db):
                     job()
             except Exception as err:  # one failing job never stops the others
-                log.exception("%s: the %s job failed", circle.address, name)
+                if database.transient(err):  # nothing was written; it runs again soon
+                    log.warning("%s: the %s job waits: %s", circle.address, name, err)
+                    report.busy += 1
+                else:
+                    log.exception("%s: the %s job failed", circle.address, name)
                 report.errors.append(f"{circle.address} {name}: {err}")
     return report
 
@@ -166,16 +174,23 @@ class Scheduler:
         self.jobs = schedule.Scheduler()
         self.jobs.every(every_seconds).seconds.do(self._tick)
         self._db: Database | None = None
+        self._again_at: float | None = None  # a busy database: run again before the minute
 
     def _tick(self) -> None:
         assert self._db is not None
+        self._again_at = None
         try:
             report = run_due(self._db, self.clock, self.composer)
-        except Exception:
-            log.exception("the scheduler hit an error; it will try again")
-            return
+        except Exception as err:
+            if not database.transient(err):
+                log.exception("the scheduler hit an error; it will try again")
+            report = DueReport(busy=1)
+        if report.busy:
+            self._again_at = time.monotonic() + self.BUSY_PAUSE
         if report.changed:
             self.on_queued()
+
+    BUSY_PAUSE = 5.0
 
     def run(self, stop: threading.Event) -> None:
         self._db = database.connect(self.db_path)
@@ -183,6 +198,8 @@ class Scheduler:
             self._tick()  # catch up on anything missed while the service was down
             while not stop.is_set():
                 self.jobs.run_pending()
+                if self._again_at is not None and time.monotonic() >= self._again_at:
+                    self._tick()
                 stop.wait(1)
         finally:
             self._db.close()

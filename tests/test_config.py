@@ -71,11 +71,12 @@ def test_relay_and_lmtp_are_read(tmp_path: Path) -> None:
         (
             '[inbound]\nsmpt = "x"\n',
             "unknown setting inbound.smpt (known here: inbound.lmtp, "
-            "inbound.max_message_bytes, inbound.smtp, inbound.trusted_authserv_ids)",
+            "inbound.max_message_bytes, inbound.max_recipients, "
+            "inbound.sender_bytes_per_hour, inbound.smtp, inbound.trusted_authserv_ids)",
         ),
         (
             'databse = "x.db"\n',
-            "unknown setting databse (known here: database, imap, inbound, outbound)",
+            "unknown setting databse (known here: database, imap, inbound, outbound, worker)",
         ),
         (
             '[inbound]\nsmtp = "localhost"\n',

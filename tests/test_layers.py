@@ -26,6 +26,7 @@ BASE = {
     "mailcircle.config",
     "mailcircle.db",
     "mailcircle.errors",
+    "mailcircle.lease",
     "mailcircle.logs",
     "mailcircle.mail",
     "mailcircle.rows",

@@ -7,6 +7,8 @@ import dataclasses
 import jinja2
 import jinja2.meta
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailcircle.outbound.compose import CONTEXTS, Composer, default_templates_dir, sample_context
 
@@ -87,3 +89,22 @@ def test_a_circle_can_replace_a_template_with_its_own(db, clock, poets, tmp_path
     assert (
         missing.output == "Error: there is no template 'nope' (see `mailcircle templates list`)\n"
     )
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r"), max_size=3000))
+@settings(max_examples=300, deadline=None)
+def test_text_parts_are_exactly_what_mimetext_makes(text: str) -> None:
+    """compose writes text parts directly; the bytes must be those of email's MIMEText."""
+    from email.charset import QP, Charset
+    from email.mime.text import MIMEText
+
+    from mailcircle.outbound.compose import _text_part
+
+    for subtype in ("plain", "html"):
+        if text.isascii() and all(len(line) < 990 for line in text.split("\n")):
+            expected = MIMEText(text, subtype, "us-ascii")
+        else:
+            charset = Charset("utf-8")
+            charset.body_encoding = QP
+            expected = MIMEText(text, subtype, charset)  # type: ignore[arg-type]
+        assert _text_part(text, subtype).as_bytes() == expected.as_bytes()

@@ -296,28 +296,36 @@ def tell_about_held(db: Database, clock: Clock, composer: compose.Composer, circ
     """Tell moderators about talk posts held because their sender is not a member (once
     each), and the sender that their post waits (at most once a week). Idempotent."""
     told = 0
-    for spool_id, raw in db.execute(
+    held = db.execute(
         "SELECT s.id, s.raw FROM spool s WHERE s.status = 'held' AND s.circle_id = ?"
         " AND s.outcome LIKE ? AND NOT EXISTS"
         " (SELECT 1 FROM talk_held_notices n WHERE n.spool_id = s.id) ORDER BY s.id",
         [circle.id, HELD_PREFIX + "%"],
-    ).fetchall():
-        from_addr, subject, message_id = _headers_of(raw)
-        sender = from_addr or "an unknown sender"
+    ).fetchall()
+    if held and _may_tell_moderators(db, clock, circle):
+        # One notice for all that waits (at most every few hours), never one per post:
+        # a flood of posts from strangers must not become a flood to the moderators.
+        lines = []
+        for spool_id, raw in held[:10]:
+            from_addr, subject, _ = _headers_of(raw)
+            lines.append(f'  #{spool_id} from {from_addr or "an unknown sender"}: "{subject}"')
+        more = f"\n  ... and {len(held) - 10} more" if len(held) > 10 else ""
         told += assignments.tell_moderators(
             db,
             clock,
             composer,
             circle,
-            topic=f"A talk post from {sender} is held",
+            topic=f"{len(held)} talk post(s) from non-members held",
             details=(
-                f'{sender}, who is not a member, wrote to the talk: "{subject}". It has '
-                "not reached anyone. To let it through, make them a member and process it "
-                f"again:\n\n  mailcircle members add {circle.address} {sender}\n"
-                f"  mailcircle inbox retry {spool_id}\n\nTo drop it, do nothing: it stays "
-                f"held (mailcircle inbox show {spool_id})."
+                "These were written to the talk by people who are not members; they have "
+                "not reached anyone:\n" + "\n".join(lines) + more + "\n\nTo let one "
+                f"through, make its sender a member (mailcircle members add {circle.address} "
+                "EMAIL) and process it again (mailcircle inbox retry ID). To drop one, do "
+                "nothing: it stays held (mailcircle inbox list --status held)."
             ),
         )
+    for spool_id, raw in held:
+        from_addr, subject, message_id = _headers_of(raw)
         if from_addr and _may_tell_stranger(db, clock, circle, from_addr):
             message = composer.compose(
                 circle,
@@ -345,14 +353,34 @@ def tell_about_held(db: Database, clock: Clock, composer: compose.Composer, circ
 def _headers_of(raw: bytes) -> tuple[str, str, str]:
     """(From address, Subject, Message-ID) of a spooled mail, read with the standard library."""
     message = email.message_from_bytes(raw)
-    _, from_addr = addresses.first_address(str(message.get("From", "")))
+    _, from_addr = addresses.from_header(str(message.get("From", "")))
     subject = str(message.get("Subject", ""))
     try:
         subject = str(make_header(decode_header(subject)))
     except Exception:  # an undecodable encoded-word: keep it as it came
         pass
     found = re.findall(r"<[^<>\s]+>", str(message.get("Message-ID", "")))
-    return from_addr, " ".join(subject.split()), found[0] if found else ""
+    return from_addr, compose.short_subject(subject), found[0] if found else ""
+
+
+MODERATOR_NOTICE_HOURS = 6  # held talk posts: moderators hear of them at most this often
+
+
+def _may_tell_moderators(db: Database, clock: Clock, circle: Circle) -> bool:
+    now = clock.now()
+    row = db.execute(
+        "SELECT 1 FROM sender_marks WHERE circle_id = ? AND email = '' AND kind = 'talk_held'"
+        " AND at >= ? LIMIT 1",
+        [circle.id, iso(now - timedelta(hours=MODERATOR_NOTICE_HOURS))],
+    ).fetchone()
+    if row:
+        return False
+    db.execute(
+        "INSERT INTO sender_marks (circle_id, email, kind, value, at)"
+        " VALUES (?, '', 'talk_held', '', ?)",
+        [circle.id, iso(now)],
+    )
+    return True
 
 
 def _may_tell_stranger(db: Database, clock: Clock, circle: Circle, email: str) -> bool:

@@ -39,9 +39,30 @@ def _header_text(value: object) -> str:
     text = str(value)
     try:
         text = str(make_header(decode_header(text)))
-    except Exception:  # an undecodable encoded-word: keep it as it came
-        pass
+    except Exception:  # an encoded-word in an unknown charset: decode the others anyway
+        text = _decode_words(text)
     return " ".join(text.split())
+
+
+def _decode_words(text: str) -> str:
+    """Each encoded-word on its own: those in a charset Python does not know are read as
+    UTF-8 (else Latin-1), so one bad part leaves the rest of the header readable."""
+    try:
+        parts = decode_header(text)
+    except Exception:
+        return text
+    out = []
+    for chunk, charset in parts:
+        if isinstance(chunk, str):
+            out.append(chunk)
+            continue
+        for codec in (charset or "ascii", "utf-8", "latin-1"):
+            try:
+                out.append(chunk.decode(codec))
+                break
+            except (LookupError, UnicodeDecodeError):
+                continue
+    return "".join(out)
 
 
 def _headers(message: Message) -> dict[str, tuple[str, ...]]:
@@ -207,16 +228,8 @@ def _from_header(message: Message) -> tuple[str, str]:
         return "", ""
     if isinstance(raw, Header):  # raw 8-bit bytes: the address part is ASCII anyway
         raw = str(raw)
-    value = str(raw).replace("\r", " ").replace("\n", " ")
-    angle = _ANGLE_ADDR.search(value)
-    if angle:  # "ben@example.net <eve@attacker.test>" is eve's, as clients and DMARC read it
-        name = value[: angle.start()].strip().strip('"')
-        return _clean(_header_text(name)), addresses.normalize(angle.group(1))
-    name, address = addresses.first_address(value)
+    name, address = addresses.from_header(str(raw))
     return _clean(_header_text(name)), address
-
-
-_ANGLE_ADDR = re.compile(r"<\s*([^<>\s@]+@[^<>\s@]+)\s*>")
 
 
 def _normalize_newlines(text: str) -> str:
@@ -245,7 +258,7 @@ def parse(raw: bytes) -> Mail:
     if "\x1b" in plain and body_part is not None:
         # ISO-2022-JP declared 7bit comes back from mail-parser undecoded.
         plain = _normalize_newlines(_decode_part(body_part) or plain)
-    if body_part is not None and body_part.get_param("format", "").lower() == "flowed":
+    if body_part is not None and str(body_part.get_param("format", "")).lower() == "flowed":
         delsp = str(body_part.get_param("delsp", "no")).lower() == "yes"
         plain = unflow(plain, delsp=delsp)
     text = plain if plain.strip() else html_to_text(html_text) if html_text else ""
@@ -320,7 +333,8 @@ def _outer_texts(message: Message) -> list[str]:
             return
         if part.is_multipart():
             for child in part.get_payload():  # type: ignore[union-attr]
-                visit(child)
+                if isinstance(child, Message):
+                    visit(child)
         elif (
             part.get_content_type() == "text/plain"
             and part.get_content_disposition() != "attachment"

@@ -8,9 +8,12 @@ back and leaves the mail marked ``failed`` with the error, for a moderator to re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
 import re
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +23,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from mailcircle import addresses
+from mailcircle import db as database
 from mailcircle.circle import assignments, circles, holds, members, profile, rounds, submissions
 from mailcircle.circle.assign import held_back_members
 from mailcircle.circle.circles import Circle
@@ -28,7 +32,9 @@ from mailcircle.db import transaction
 from mailcircle.errors import Duplicate, Hold, Ignore, Outcome, Refuse, Unhandled
 from mailcircle.inbound import spool
 from mailcircle.inbound.answers import Answers
+from mailcircle.inbound.budget import Budget
 from mailcircle.inbound.commands import Commands
+from mailcircle.inbound.docx import AttachmentRefused, docx_text
 from mailcircle.inbound.parse import Mail, parse
 from mailcircle.inbound.route import BOUNCE, COMMAND, DRAFT, Route, automatic_reason, route
 from mailcircle.inbound.senders import Senders
@@ -83,6 +89,13 @@ class Job:
     silenced: list[str] = field(default_factory=list)  # answers not sent: the cap
 
 
+# A mail is set aside as failed when the worker process died on it this many times (over
+# its budget, or a crash), or when this many attempts never finished (the whole service
+# died each time: kept higher, because a restart under load is usually not the mail's fault).
+MAX_CRASHES = 2
+MAX_STARTS = 4
+
+
 class Worker:
     def __init__(
         self,
@@ -90,11 +103,16 @@ class Worker:
         clock: Clock,
         composer: compose.Composer,
         sender_check: SenderCheck | None = None,
+        *,
+        budget: Budget | None = None,
+        give_way: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
+        self.give_way = give_way  # called before each write: lets the edge commit first
         self.clock = clock
         self.composer = composer
         self.sender_check = sender_check or SenderCheck()
+        self.budget = budget  # per-mail CPU and memory limits, in a worker process of its own
         self.steps: tuple[Callable[[Job], str | None], ...] = (
             self.parse,
             self.find_circle,
@@ -111,6 +129,10 @@ class Worker:
         self.talk = Talk(self)
 
     # --- driving -------------------------------------------------------------------------
+    # Each mail: count the attempt (its own short transaction, before anything can crash);
+    # parse and read its attachments outside any transaction, within the budget; then run
+    # the steps in one write transaction and record the outcome. A busy or full database
+    # leaves the mail new (spool.Busy) for the loop to try again after a pause.
 
     def process_pending(self, limit: int = 50) -> int:
         """Process waiting mails, oldest first; returns how many were processed."""
@@ -120,28 +142,115 @@ class Worker:
         return len(batch)
 
     def process(self, spooled: Spooled) -> str:
-        """Run the steps for one mail and record the outcome; returns the new status."""
+        """Run the steps for one mail and record the outcome; returns the new status.
+
+        Raises spool.Busy, leaving the mail new, when the database cannot be written now.
+        """
+        try:
+            if spooled.crashes >= MAX_CRASHES or spooled.started >= MAX_STARTS:
+                return self._quarantine(spooled)
+            self.give_way()
+            spool.claim(self.db, spooled.id, os.getpid())
+        except Exception as err:
+            if database.transient(err):
+                raise spool.Busy(f"inbound #{spooled.id} waits: {err}") from err
+            raise
         job = Job(spooled)
         try:
-            status, outcome = self._settle(job)
-        except Exception as err:  # anything unforeseen: keep the mail, show the error
-            status = spool.FAILED
-            outcome = f"could not be processed: {type(err).__name__}: {err}"
-            error = traceback.format_exc()
-            log.exception("inbound #%d failed", spooled.id)
-            with transaction(self.db):
-                outcome += self._apologize(job)
-                spool.record(self.db, self.clock, spooled.id, status, outcome, error)
+            try:
+                with self.budget.applied() if self.budget else contextlib.nullcontext():
+                    status, outcome = self._settle(job)
+            except Exception as err:  # anything unforeseen: keep the mail, show the error
+                if database.transient(err):
+                    raise
+                status, outcome = self._fail(job, err)
+        except Exception as err:
+            if not database.transient(err):
+                raise
+            self._unclaim(spooled)
+            raise spool.Busy(f"inbound #{spooled.id} waits: {err}") from err
         log.info("inbound #%d %s: %s", spooled.id, status, outcome)
         return status
 
+    def _fail(self, job: Job, err: Exception) -> tuple[str, str]:
+        spooled = job.spooled
+        if isinstance(err, MemoryError):
+            limit = f"{self.budget.memory_mb} MB" if self.budget else "the memory it had"
+            outcome = f"could not be processed: it needed more memory than its budget ({limit})"
+        else:
+            outcome = f"could not be processed: {type(err).__name__}: {err}"
+        error = traceback.format_exc()
+        log.error("inbound #%d failed: %s", spooled.id, outcome, exc_info=err)
+        with transaction(self.db):
+            outcome += self._apologize(job)
+            if isinstance(err, MemoryError):
+                outcome += self._tell_moderators(spooled, outcome)
+            spool.record(self.db, self.clock, spooled.id, spool.FAILED, outcome, error)
+        return spool.FAILED, outcome
+
+    def _quarantine(self, spooled: Spooled) -> str:
+        """A mail the worker died on twice (or never finished) is not tried a third time."""
+        cause = spooled.error.strip() or "the worker stopped while processing it"
+        outcome = (
+            f"set aside after {max(spooled.crashes, spooled.started)} attempts that did not"
+            f" finish ({cause}); not tried again until a moderator runs"
+            f" `mailcircle inbox retry {spooled.id}`"
+        )
+        with transaction(self.db):
+            outcome += self._tell_moderators(spooled, outcome)
+            spool.record(self.db, self.clock, spooled.id, spool.FAILED, outcome, cause)
+        log.error("inbound #%d failed: %s", spooled.id, outcome)
+        return spool.FAILED
+
+    def _tell_moderators(self, spooled: Spooled, outcome: str) -> str:
+        circle = circles.find(self.db, spooled.rcpt_to)
+        if circle is None:
+            return ""
+        told = assignments.tell_moderators(
+            self.db,
+            self.clock,
+            self.composer,
+            circle,
+            topic=f"Inbound mail #{spooled.id} could not be processed",
+            details=f"A mail from {spooled.mail_from or '<>'} to {spooled.rcpt_to}"
+            f" ({spooled.size} bytes) {outcome}. It is kept: see it with `mailcircle inbox"
+            f" show {spooled.id}`.",
+        )
+        return f"; {told} moderators were told" if told else ""
+
+    def _unclaim(self, spooled: Spooled) -> None:
+        """Give the attempt back (it stopped for the database's reasons, not the mail's)."""
+        for pause in (0.0, 0.5, 2.0):
+            time.sleep(pause)
+            try:
+                spool.unclaim(self.db, spooled.id)
+                return
+            except Exception as err:
+                if not database.transient(err):
+                    raise
+        log.warning("inbound #%d: could not give its attempt back; it counts", spooled.id)
+
+    def _prepare(self, job: Job) -> None:
+        """The slow part, outside the write transaction: parse, read an attached draft."""
+        if job.mail is None:
+            self.parse(job)
+        assert job.mail is not None
+        try:
+            _draft_text(job.mail)  # a .docx is read here once; take_draft finds it read
+        except AttachmentRefused:
+            pass  # take_draft meets it again, and the author is told
+
     def _settle(self, job: Job) -> tuple[str, str]:
         try:
+            self._prepare(job)  # may stop the mail too (a Hold for unreadable MIME)
+            self.give_way()
             with transaction(self.db):
                 outcome = self._run_steps(job) + _silenced(job)
                 spool.record(self.db, self.clock, job.spooled.id, spool.DONE, outcome)
             return spool.DONE, outcome
-        except Outcome as stop:  # the steps' changes are rolled back; record why instead
+        except (Outcome, AttachmentRefused) as stopped:
+            # the steps' changes are rolled back; record why instead
+            stop = stopped if isinstance(stopped, Outcome) else self._unreadable(job, stopped)
             job.queued.clear()
             job.silenced.clear()
             outcome = stop.reason
@@ -154,6 +263,21 @@ class Worker:
                 spool.record(self.db, self.clock, job.spooled.id, stop.status, outcome)
             return stop.status, outcome
 
+    def _unreadable(self, job: Job, refused: AttachmentRefused) -> Refuse:
+        reason = f"an attachment was not read: {refused}"
+        if job.circle is None or job.mail is None:
+            return Refuse(reason, template="unreadable_attachment")
+        return Refuse(
+            reason,
+            template="unreadable_attachment",
+            context=compose.UnreadableAttachment(
+                circle_name=job.circle.name,
+                subject=job.mail.subject,
+                reason=str(refused),
+                help_address=job.circle.action_address("help"),
+            ),
+        )
+
     def _run_steps(self, job: Job) -> str:
         return self._run_steps_from(job, self.steps[0])
 
@@ -162,6 +286,8 @@ class Worker:
         names = [step.__name__ for step in self.steps]
         try:
             for step in self.steps[names.index(first.__name__) :]:
+                if step == self.parse and job.mail is not None:
+                    continue  # parsed already, outside the transaction (_prepare)
                 result = step(job)
                 if result is not None:
                     return result
@@ -211,6 +337,9 @@ class Worker:
         the mail was queued."""
         assert job.circle is not None
         rcpt = outbox.recipient_of(message)  # type: ignore[arg-type]
+        if _answered_already(self.db, job.spooled, rcpt):
+            log.info("inbound #%d: %s was answered for another copy already", job.spooled.id, rcpt)
+            return False
         mail = job.mail
         if mail is not None and rcpt == mail.from_addr and not self.senders.may_answer(job, rcpt):
             job.silenced.append(rcpt)
@@ -433,6 +562,18 @@ class Worker:
         return f"draft {draft.title!r} from {member.email} queued as submission #{submission_id}"
 
 
+def _answered_already(db: Database, spooled: Spooled, to: str) -> bool:
+    """Whether another row of the same mail (one per recipient) already answered ``to``:
+    a mail to a thousand circle addresses gets one answer, not a thousand."""
+    row = db.execute(
+        # through the copies of this mail (a few), not all mail ever sent to ``to`` (+)
+        "SELECT 1 FROM spool s JOIN outbox o ON o.spool_id = s.id"
+        " WHERE s.dedupe_key = ? AND s.id != ? AND +o.rcpt_to = ? LIMIT 1",
+        [spooled.dedupe_key, spooled.id, to],
+    ).fetchone()
+    return row is not None
+
+
 def _silenced(job: Job) -> str:
     if not job.silenced:
         return ""
@@ -456,16 +597,3 @@ def _draft_text(mail: Mail) -> str:
         if name.endswith(".docx"):
             return docx_text(attachment.payload)
     return ""
-
-
-def docx_text(payload: bytes) -> str:
-    """The paragraphs of a .docx file as plain text ('' if it cannot be read)."""
-    import io
-
-    import docx  # python-docx
-
-    try:
-        document = docx.Document(io.BytesIO(payload))
-    except Exception:  # not really a .docx, or damaged: the attachment is still forwarded
-        return ""
-    return "\n".join(paragraph.text for paragraph in document.paragraphs)

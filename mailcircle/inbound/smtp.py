@@ -9,10 +9,15 @@ later, in the worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import multiprocessing
 import queue
 import socket
+import sqlite3
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +45,40 @@ NO_SUCH_CIRCLE = (
 )
 BAD_ADDRESS = "553 5.1.3 <{address}>: that is not a valid email address"
 TRY_LATER = "451 4.3.0 The circle could not store your message just now; please try again later"
+TOO_MANY_RECIPIENTS = (
+    "452 4.5.3 Too many recipients: the circle takes at most {limit} of its addresses in one"
+    " message; send the rest in another message"
+)
+SENDER_OVER_QUOTA = (
+    "452 4.3.1 <{sender}> has sent the circle more than it stores for one sender in an hour;"
+    " please try again later"
+)
+
+
+class EdgeGate:
+    """How many edge commits are waiting for the write lock, shared with the worker process.
+
+    The worker looks before each of its write transactions and lets a waiting edge go
+    first (for a moment at most), so accepting mail does not queue behind processing it.
+    """
+
+    def __init__(self) -> None:
+        self._waiting = multiprocessing.get_context("spawn").Value("i", 0)
+
+    def __enter__(self) -> EdgeGate:
+        with self._waiting.get_lock():
+            self._waiting.value += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._waiting.get_lock():
+            self._waiting.value -= 1
+
+    def give_way(self, at_most: float = 0.05) -> None:
+        """Wait while the edge is waiting to commit, ``at_most`` seconds in all."""
+        deadline = time.monotonic() + at_most
+        while self._waiting.value > 0 and time.monotonic() < deadline:
+            time.sleep(0.0005)
 
 
 class GroupCommitter:
@@ -52,10 +91,16 @@ class GroupCommitter:
 
     MAX_BATCH = 64
 
-    def __init__(self, db_path: Path, clock: Clock, name: str) -> None:
+    def __init__(
+        self, db_path: Path, clock: Clock, name: str, gate: EdgeGate | None = None
+    ) -> None:
         self.clock = clock
+        self.gate = gate
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._db = database.connect(db_path)
+        # Wait for the write lock here, not in SQLite's busy handler, whose sleeps grow to
+        # 100 ms: the worker gives way while the edge waits, so the lock is free at once.
+        self._db.execute("PRAGMA busy_timeout = 0")
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -82,9 +127,10 @@ class GroupCommitter:
                     break
                 batch.append(more)
             try:
-                results: list[list[int]] | Exception = spool.store_many(
-                    self._db, self.clock, [pending.arrival for pending in batch]
-                )
+                with self.gate or contextlib.nullcontext():
+                    results: list[list[int]] | Exception = self._store(
+                        [pending.arrival for pending in batch]
+                    )
             except Exception as err:  # nothing in the batch was committed: all hear 451
                 log.exception("could not commit %d mails to the spool", len(batch))
                 results = err
@@ -96,6 +142,18 @@ class GroupCommitter:
             for loop, outcomes in settled.items():
                 loop.call_soon_threadsafe(_settle_all, outcomes)
         self._db.close()
+
+    def _store(self, arrivals: list[spool.Arrival]) -> list[list[int]]:
+        """Commit, waiting for the write lock up to the usual busy timeout."""
+        began = time.monotonic()
+        while True:
+            try:
+                return spool.store_many(self._db, self.clock, arrivals)
+            except sqlite3.OperationalError as err:
+                waited = time.monotonic() - began
+                if "locked" not in str(err) or waited > database.BUSY_TIMEOUT_MS / 1000:
+                    raise
+                time.sleep(0.0005 if waited < 0.05 else 0.005)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -156,11 +214,16 @@ class SpoolHandler:
         *,
         source: str,
         on_spooled: Callable[[], None] = lambda: None,
+        max_recipients: int = 20,
+        sender_bytes_per_hour: int = 268_435_456,
+        gate: EdgeGate | None = None,
     ) -> None:
         self.source = source
         self.on_spooled = on_spooled
+        self.max_recipients = max_recipients
+        self.quota = SenderQuota(sender_bytes_per_hour)
         self.directory = CircleDirectory(db_path)
-        self.committer = GroupCommitter(db_path, clock, name=f"{source}-spool")
+        self.committer = GroupCommitter(db_path, clock, name=f"{source}-spool", gate=gate)
 
     async def handle_RCPT(
         self,
@@ -172,6 +235,8 @@ class SpoolHandler:
     ) -> str:
         if "@" not in address:
             return BAD_ADDRESS.format(address=address)
+        if len(envelope.rcpt_tos) >= self.max_recipients:  # RFC 5321 4.5.3.1.10: 452
+            return TOO_MANY_RECIPIENTS.format(limit=self.max_recipients)
         circle_id = self.directory.circle_id(address)
         if circle_id is None:
             log.info("refused RCPT %s from %s: no such circle", address, session.peer)
@@ -192,6 +257,12 @@ class SpoolHandler:
             recipients=tuple((rcpt, circle_ids.get(rcpt)) for rcpt in envelope.rcpt_tos),
             raw=raw,
         )
+        if not self.quota.take(arrival.mail_from, len(raw) * len(arrival.recipients)):
+            log.warning("refused DATA from <%s>: over its hourly quota", arrival.mail_from)
+            sender = arrival.mail_from
+            return self._per_recipient(
+                SENDER_OVER_QUOTA.format(sender=sender), len(arrival.recipients)
+            )
         try:
             ids = await self.committer.store(arrival)
         except Exception:
@@ -214,6 +285,40 @@ class SpoolHandler:
     def close(self) -> None:
         self.committer.close()
         self.directory.close()
+
+
+class SenderQuota:
+    """Bytes stored per envelope sender over the last hour, so one sender cannot fill the
+    disk. Kept in memory: a restart forgets it, which errs on the side of taking mail."""
+
+    WINDOW = 3600.0
+
+    def __init__(self, bytes_per_hour: int) -> None:
+        self.limit = bytes_per_hour
+        self._taken: dict[str, deque[tuple[float, int]]] = {}
+        self._totals: dict[str, int] = {}
+
+    def take(self, sender: str, size: int) -> bool:
+        """Count ``size`` bytes for ``sender``; False (nothing counted) if over the limit."""
+        now = time.monotonic()
+        sender = sender.lower()
+        if len(self._taken) > 10_000:
+            self._forget(now)
+        taken = self._taken.setdefault(sender, deque())
+        total = self._totals.get(sender, 0)
+        while taken and taken[0][0] < now - self.WINDOW:
+            total -= taken.popleft()[1]
+        if total + size > self.limit:
+            self._totals[sender] = total
+            return False
+        taken.append((now, size))
+        self._totals[sender] = total + size
+        return True
+
+    def _forget(self, now: float) -> None:
+        for sender in [s for s, q in self._taken.items() if not q or q[-1][0] < now - self.WINDOW]:
+            del self._taken[sender]
+            self._totals.pop(sender, None)
 
 
 def _peer_text(peer: Any) -> str:
@@ -244,11 +349,22 @@ class InboundServer:
         *,
         lmtp: bool = False,
         max_message_bytes: int,
+        max_recipients: int = 20,
+        sender_bytes_per_hour: int = 268_435_456,
         on_spooled: Callable[[], None] = lambda: None,
+        gate: EdgeGate | None = None,
     ) -> None:
         self.listen = listen
         self.protocol = "lmtp" if lmtp else "smtp"
-        self.handler = SpoolHandler(db_path, clock, source=self.protocol, on_spooled=on_spooled)
+        self.handler = SpoolHandler(
+            db_path,
+            clock,
+            source=self.protocol,
+            on_spooled=on_spooled,
+            max_recipients=max_recipients,
+            sender_bytes_per_hour=sender_bytes_per_hour,
+            gate=gate,
+        )
         self.controller = _EdgeController(
             self.handler,
             listen,

@@ -24,6 +24,11 @@ DUPLICATE = "duplicate"
 STATUSES = (NEW, DONE, "held", "refused", "ignored", "unhandled", DUPLICATE, FAILED)
 
 
+class Busy(MailcircleError):
+    """The database cannot be written just now (locked past the busy timeout, disk full):
+    the mail stays new and is tried again after a pause."""
+
+
 @dataclass(frozen=True)
 class Spooled:
     id: int
@@ -42,6 +47,8 @@ class Spooled:
     error: str
     attempts: int
     processed_at: str | None
+    started: int = 0  # processing started and did not finish (a crash counts)
+    crashes: int = 0  # the worker process died while on this mail
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Spooled:
@@ -184,7 +191,7 @@ def record(
     """Record what became of a mail. Call inside the transaction that made the change."""
     db.execute(
         "UPDATE spool SET status = ?, outcome = ?, error = ?, attempts = attempts + 1,"
-        " processed_at = ? WHERE id = ?",
+        " processed_at = ?, started = 0, claimed_by = NULL WHERE id = ?",
         [status, outcome, error, iso(clock.now()), spool_id],
     )
 
@@ -200,8 +207,48 @@ def retry(db: Database, spool_id: int) -> Spooled:
             "retrying it would act on it twice"
         )
     with transaction(db):
-        db.execute("UPDATE spool SET status = ?, error = '' WHERE id = ?", [NEW, spool_id])
+        db.execute(
+            "UPDATE spool SET status = ?, error = '', started = 0, crashes = 0 WHERE id = ?",
+            [NEW, spool_id],
+        )
     return get(db, spool_id)
+
+
+def claim(db: Database, spool_id: int, pid: int) -> None:
+    """Count an attempt before it starts, naming the process that makes it.
+
+    Durable against a crash of any process, without a disk sync of its own (the next
+    commit's sync carries it): losing it to a power cut only forgets one attempt.
+    """
+    db.execute("PRAGMA synchronous = NORMAL")
+    try:
+        with transaction(db):
+            db.execute(
+                "UPDATE spool SET started = started + 1, claimed_by = ? WHERE id = ?",
+                [pid, spool_id],
+            )
+    finally:
+        db.execute("PRAGMA synchronous = FULL")
+
+
+def unclaim(db: Database, spool_id: int) -> None:
+    """Take back an attempt that stopped for the moment's reasons (a busy or full database)."""
+    with transaction(db):
+        db.execute(
+            "UPDATE spool SET started = MAX(started - 1, 0), claimed_by = NULL WHERE id = ?",
+            [spool_id],
+        )
+
+
+def crashed(db: Database, pid: int, reason: str) -> int:
+    """The worker process ``pid`` died: charge the mail it was on. Returns rows charged."""
+    with transaction(db):
+        cursor = db.execute(
+            "UPDATE spool SET crashes = crashes + 1, claimed_by = NULL, error = ?"
+            " WHERE status = ? AND claimed_by = ?",
+            [reason, NEW, pid],
+        )
+    return cursor.rowcount
 
 
 def listing(db: Database, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

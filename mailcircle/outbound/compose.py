@@ -10,12 +10,10 @@ from __future__ import annotations
 import base64
 import secrets
 import unicodedata
-from email import encoders
-from email.charset import QP, Charset
+from email import encoders, quoprimime
 from email.message import Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
 from importlib import resources
 from pathlib import Path
@@ -233,10 +231,20 @@ def _boundary() -> str:
     return f"=_mailcircle_{secrets.token_hex(12)}"
 
 
-def _text_part(text: str, subtype: str) -> MIMEText:
-    """A text part, quoted-printable when it is not plain ASCII (readable, line breaks kept)."""
-    if text.isascii() and all(len(line) < 990 for line in text.split("\n")):
-        return MIMEText(text, subtype, "us-ascii")
-    charset = Charset("utf-8")
-    charset.body_encoding = QP
-    return MIMEText(text, subtype, charset)  # type: ignore[arg-type]
+def _text_part(text: str, subtype: str) -> Message:
+    """A text part, quoted-printable when it is not plain ASCII (readable, line breaks kept).
+
+    The same headers and bytes as ``MIMEText`` makes (a test compares them), written
+    directly: MIMEText's charset and parameter handling was a third of a digest's cost.
+    """
+    if text.isascii() and max(map(len, text.split("\n"))) < 990:
+        charset, encoding, payload = "us-ascii", "7bit", text
+    else:
+        charset, encoding = "utf-8", "quoted-printable"
+        payload = quoprimime.body_encode(text.encode("utf-8").decode("latin-1"))
+    part = Message()
+    part["Content-Type"] = f'text/{subtype}; charset="{charset}"'
+    part["MIME-Version"] = "1.0"
+    part["Content-Transfer-Encoding"] = encoding
+    part.set_payload(payload)
+    return part

@@ -22,6 +22,7 @@ from mailcircle.outbound.contexts.members import (
     PauseAnswer,
     ProcessingFailed,
     StatusAnswer,
+    UnreadableAttachment,
     Welcome,
 )
 from mailcircle.outbound.contexts.rounds import (
@@ -81,6 +82,7 @@ __all__ = [
     "TalkHeld",
     "TalkPost",
     "TalkRefused",
+    "UnreadableAttachment",
     "Welcome",
     "sample_context",
 ]
@@ -111,6 +113,7 @@ CONTEXTS: dict[str, type] = {
     "note_answer": NoteAnswer,
     "critique_closed": CritiqueClosed,
     "loop_paused": LoopPaused,
+    "unreadable_attachment": UnreadableAttachment,
     "talk_post": TalkPost,
     "talk_refused": TalkRefused,
     "talk_held": TalkHeld,

@@ -29,6 +29,16 @@ class ProcessingFailed:
 
 
 @dataclass(frozen=True)
+class UnreadableAttachment:
+    """unreadable_attachment.txt: a member's attached draft is too big to read."""
+
+    circle_name: str
+    subject: str
+    reason: str  # one sentence: what was too big, and the limit
+    help_address: str
+
+
+@dataclass(frozen=True)
 class Help:
     """help.txt: what the circle's addresses do (the answer to +help and to unknown words)."""
 
