@@ -43,7 +43,7 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 
 sys.path.insert(0, str(Path(__file__).parent))
-import inbound  # noqa: E402  (bench/inbound.py: the client process and the bare baseline)
+import inbound
 
 CIRCLE = "poets@example.org"
 # bench/inbound.py's clients write as ann@example.net
@@ -79,7 +79,7 @@ class Relay:
         self.lock = threading.Lock()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+    async def handle_DATA(self, server, session, envelope) -> str:
         head = envelope.original_content.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
         fields = {}
         for line in head.split("\r\n"):

@@ -68,7 +68,7 @@ class Counting:
         self.last = 0.0
         self.changed = threading.Condition()
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+    async def handle_DATA(self, server, session, envelope) -> str:
         with self.changed:
             self.count += len(envelope.rcpt_tos)
             self.last = time.perf_counter()
@@ -370,7 +370,7 @@ def serve(folder: Path, db_path: Path, smtp_port: int, relay_port: int) -> subpr
         f'database = "{db_path}"\n[inbound]\nsmtp = "127.0.0.1:{smtp_port}"\nlmtp = ""\n'
         f'{trusted}[outbound]\nrelay = "127.0.0.1:{relay_port}"\n'
     )
-    log = open(folder / "serve.log", "ab")  # noqa: SIM115 - closed with the process
+    log = open(folder / "serve.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "mailcircle", "--config", str(settings), "serve"],
         stdout=log,

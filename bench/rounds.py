@@ -270,7 +270,7 @@ def whole_start(members: int, drafts: int) -> None:
     )
 
 
-def _start(assignments, db, clock, composer, circle):  # noqa: ANN001, ANN202
+def _start(assignments, db, clock, composer, circle):
     """start_round as the scheduler calls it: in a transaction where the code needs one."""
     from mailcircle.circle.rounds import latest_start
     from mailcircle.db import transaction

@@ -12,8 +12,6 @@ import re
 from dataclasses import dataclass
 from email.utils import getaddresses
 
-SEPARATORS = ("+", "-")  # MTAs differ: Postfix and most providers use +, qmail and Exim often -
-
 # The actions whose address carries a token.
 CRITIQUE = "c"  # poets+c-TOKEN@: the Reply-To of an assignment
 REPLY = "r"  # poets+r-TOKEN@: the Reply-To of a delivered critique

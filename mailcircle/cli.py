@@ -142,7 +142,7 @@ def main(
     """mailcircle: a writing circle that runs entirely by email.
 
     Writers mail drafts to the circle's address; mailcircle stores each one, acknowledges
-    it, and (in later versions) hands it to fellow members to critique. Start with
+    it, and each round hands it to fellow members to critique. Start with
     `mailcircle init`, `mailcircle circle create`, `mailcircle members add`, then
     `mailcircle serve`.
     """
@@ -416,7 +416,8 @@ def round_preview(state: _State, circle_address: str) -> None:
 )
 @pass_state
 def run_due_command(state: _State, now_text: str | None) -> None:
-    """Run everything due once: rounds, reminders, expiry. For cron and for tests.
+    """Run everything due once: expiry, reminders, rounds, digests, engagement-day agendas
+    and kickoffs, notices of held talk posts. For cron and for tests.
 
     Every job works out what is due from the database and the time, so running it twice
     does nothing the second time. The mails it queues are sent by `serve` or `poll`; with

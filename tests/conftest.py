@@ -111,7 +111,7 @@ class CapturingRelay:
         self._changed = threading.Condition()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+    async def handle_DATA(self, server, session, envelope) -> str:
         self.peers.add(session.peer)
         if self.refuse_with:
             return self.refuse_with
@@ -125,7 +125,7 @@ class CapturingRelay:
     def wait_for(self, count: int, timeout: float = 15.0) -> list[Captured]:
         return self.wait_until(lambda mails: len(mails) >= count, f"{count} mails", timeout)
 
-    def wait_until(self, predicate, what: str, timeout: float = 15.0) -> list[Captured]:  # noqa: ANN001
+    def wait_until(self, predicate, what: str, timeout: float = 15.0) -> list[Captured]:
         with self._changed:
             if not self._changed.wait_for(lambda: predicate(self.mails), timeout):
                 raise AssertionError(
@@ -153,14 +153,14 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def db(db_path: Path):  # noqa: ANN201
+def db(db_path: Path):
     handle = database.connect(db_path)
     yield handle
     handle.close()
 
 
 @pytest.fixture
-def poets(db, clock):  # noqa: ANN001, ANN201
+def poets(db, clock):
     """The circle Poets at poets@example.org with members Ann and Ben."""
     circle = circles.create(db, clock, "poets@example.org", "Poets")
     # Test mail carries no DKIM signature: this circle believes From: (tests/test_attacks.py
@@ -272,3 +272,22 @@ def draft(
         msg[name] = value
     msg.set_content(body)
     return msg.as_bytes(policy=email.policy.SMTP)
+
+
+def queued_mails(db, purpose: str | None = None) -> list[EmailMessage]:
+    """The mails in the outbox, oldest first (only those of ``purpose`` when given), parsed."""
+    where, args = ("WHERE purpose = ?", [purpose]) if purpose else ("", [])
+    return [
+        email.message_from_bytes(row["raw"], policy=email.policy.default)  # type: ignore[misc]
+        for row in db.query(f"SELECT raw FROM outbox {where} ORDER BY id", args)
+    ]
+
+
+def process_mail(db, clock, worker, raw: bytes, to: str, mail_from: str = "x@example.net") -> str:
+    """Spool one mail as the SMTP edge would and run it through the worker: its outcome."""
+    from mailcircle.inbound import spool
+
+    [spool_id] = spool.store(
+        db, clock, source="smtp", peer="", mail_from=mail_from, recipients=[(to, 1)], raw=raw
+    )
+    return worker.process(spool.get(db, spool_id))

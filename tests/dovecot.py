@@ -125,9 +125,33 @@ service stats {{
                 self.proc.wait(5)
         self.proc = None
 
-    def restart(self) -> None:
+    def sessions(self) -> list[int]:
+        """Process ids of this Dovecot's IMAP sessions (children of its master process)."""
+        if self.proc is None:
+            return []
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                command = (stat.parent / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid and b"imap" in command and b"login" not in command:
+                found.append(int(stat.parent.name))
+        return found
+
+    def restart(self) -> int:
+        """Stop and start again; IMAP sessions that outlive the master are ended too, as a
+        real restart or a reboot ends them. The number of sessions that were open."""
+        sessions = self.sessions()
         self.stop()
+        for pid in sessions:  # only processes this Dovecot started, by id
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         self.start()
+        return len(sessions)
 
     def log(self) -> str:
         path = self.root / "dovecot.log"

@@ -16,7 +16,7 @@ from mailcircle.inbound import spool
 
 
 @pytest.fixture
-def run(tmp_path: Path):  # noqa: ANN201
+def run(tmp_path: Path):
     config = tmp_path / "mailcircle.toml"
     config.write_text('database = "circle.db"\n')
 
@@ -31,7 +31,7 @@ def ok(result: Result) -> str:
     return result.output
 
 
-def test_circles_and_members_round_trip(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_circles_and_members_round_trip(run, tmp_path: Path) -> None:
     # A command that only reads does not create the database it was pointed at.
     missing = run("circle", "list")
     assert (missing.exit_code, missing.output) == (
@@ -105,7 +105,7 @@ def test_circles_and_members_round_trip(run, tmp_path: Path) -> None:  # noqa: A
         (("inbox", "retry", "42"), "there is no inbound message #42 (see `mailcircle inbox list`)"),
     ],
 )
-def test_errors_are_one_line(run, args: tuple[str, ...], error: str) -> None:  # noqa: ANN001
+def test_errors_are_one_line(run, args: tuple[str, ...], error: str) -> None:
     ok(run("circle", "create", "poets@example.org", "--name", "Poets"))
     ok(run("members", "add", "poets@example.org", "ann@example.net"))
     result = run(*args)
@@ -113,7 +113,7 @@ def test_errors_are_one_line(run, args: tuple[str, ...], error: str) -> None:  #
     assert result.output == f"Error: {error}\n"
 
 
-def test_inbox_list_show_and_retry(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_inbox_list_show_and_retry(run, tmp_path: Path) -> None:
     ok(run("circle", "create", "poets@example.org", "--name", "Poets"))
     db = database.connect(tmp_path / "circle.db")
     [spool_id] = spool.store(
@@ -147,7 +147,7 @@ def test_inbox_list_show_and_retry(run, tmp_path: Path) -> None:  # noqa: ANN001
     assert spool.get(db, spool_id).status == "new"
 
 
-def test_outbox_list_when_empty(run) -> None:  # noqa: ANN001
+def test_outbox_list_when_empty(run) -> None:
     ok(run("circle", "create", "poets@example.org", "--name", "Poets"))
     assert ok(run("outbox", "list")) == "No outgoing mail yet.\n"
 
@@ -185,7 +185,7 @@ def test_every_command_and_setting_is_documented_in_the_readme() -> None:
     assert [key for key in HELP if f"| `{key}` |" not in readme] == []
 
 
-def test_circle_settings_are_set_checked_and_shown(run) -> None:  # noqa: ANN001
+def test_circle_settings_are_set_checked_and_shown(run) -> None:
     ok(run("circle", "create", "poets@example.org", "--name", "Poets"))
     assert ok(run("circle", "set", "poets@example.org", "round_day", "Friday")) == (
         "Poets: round_day = friday\n"
@@ -209,7 +209,7 @@ def test_circle_settings_are_set_checked_and_shown(run) -> None:  # noqa: ANN001
     assert any(line.startswith("  reviews_per_draft") and " 3 " in line for line in shown)
 
 
-def test_run_due_needs_a_moment_with_a_time_zone(run) -> None:  # noqa: ANN001
+def test_run_due_needs_a_moment_with_a_time_zone(run) -> None:
     assert run("run-due", "--now", "next monday").output == (
         "Error: --now must be an ISO date and time, not 'next monday'\n"
     )
@@ -223,7 +223,7 @@ def test_run_due_needs_a_moment_with_a_time_zone(run) -> None:  # noqa: ANN001
 
 def test_round_preview_shows_who_would_review_whom_and_changes_nothing(
     run,
-    tmp_path: Path,  # noqa: ANN001
+    tmp_path: Path,
 ) -> None:
     from mailcircle.circle import circles, submissions
 

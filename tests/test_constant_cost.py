@@ -34,7 +34,7 @@ MEMBERS = 40
 HARMLESS = ("sqlite_master", "sqlite_schema", "CONSTANT ROW", "pragma_", "SCAN circles ")
 
 
-def seed(db, clock: FakeClock) -> circles.Circle:  # noqa: ANN001
+def seed(db, clock: FakeClock) -> circles.Circle:
     """A circle with 25 past rounds: 3,000 drafts, 6,000 assignments, ~4,500 critiques."""
     circle = circles.create(db, clock, "poets@example.org", "Poets")
     circle = circles.set_setting(db, circle, "sender_check", "accept")  # test mail is unsigned
@@ -133,7 +133,7 @@ def seed(db, clock: FakeClock) -> circles.Circle:  # noqa: ANN001
     return circle
 
 
-def live_assignment(db, clock, circle, reviewer_email: str) -> dict:  # noqa: ANN001
+def live_assignment(db, clock, circle, reviewer_email: str) -> dict:
     """Start a round in which Ben's draft goes to Ann; return Ann's assignment."""
     with transaction(db):
         db.execute("UPDATE submissions SET status = 'closed' WHERE status = 'queued'")
@@ -152,7 +152,7 @@ def live_assignment(db, clock, circle, reviewer_email: str) -> dict:  # noqa: AN
     return row
 
 
-def full_scans(db, statements: list[str]) -> list[str]:  # noqa: ANN001
+def full_scans(db, statements: list[str]) -> list[str]:
     """Each statement that scans a table in full, with the plan line that says so."""
     found = []
     for sql in dict.fromkeys(statements):
@@ -170,11 +170,11 @@ def full_scans(db, statements: list[str]) -> list[str]:  # noqa: ANN001
 
 
 @pytest.fixture
-def aged(db, clock):  # noqa: ANN001, ANN201
+def aged(db, clock):
     return seed(db, clock)
 
 
-def test_every_per_mail_query_uses_an_index(db, clock, aged) -> None:  # noqa: ANN001
+def test_every_per_mail_query_uses_an_index(db, clock, aged) -> None:
     circle = aged
     ann_work = live_assignment(db, clock, circle, "ann@example.net")
     worker = Worker(db, clock, Composer(clock))
@@ -274,7 +274,7 @@ def test_every_per_mail_query_uses_an_index(db, clock, aged) -> None:  # noqa: A
     assert scans == [], "\n".join(scans)
 
 
-def test_the_queue_position_counts_only_the_queue(db, clock, aged) -> None:  # noqa: ANN001
+def test_the_queue_position_counts_only_the_queue(db, clock, aged) -> None:
     circle = aged
     worker = Worker(db, clock, Composer(clock))
     first = spool_one(db, clock, draft(message_id="<q1@x>"))
@@ -291,7 +291,7 @@ def test_the_queue_position_counts_only_the_queue(db, clock, aged) -> None:  # n
     assert "COVERING INDEX submissions_queue" in plan[0][-1]
 
 
-def test_history_of_one_member_reads_the_window_only(db, clock, aged) -> None:  # noqa: ANN001
+def test_history_of_one_member_reads_the_window_only(db, clock, aged) -> None:
     circle = aged
     everyone = assignments.history(db, circle)
     ann = assignments.history(db, circle, reviewer_id=1)
@@ -301,7 +301,7 @@ def test_history_of_one_member_reads_the_window_only(db, clock, aged) -> None:  
     assert ann == tuple(p for p in everyone if p.reviewer_id == 1) and ann
 
 
-def test_a_reply_threads_to_the_last_assignment_it_names(db, clock, aged) -> None:  # noqa: ANN001
+def test_a_reply_threads_to_the_last_assignment_it_names(db, clock, aged) -> None:
     found = assignments.find_by_message_ids(db, ("<a5@x>", "", "<nothing@x>", "<a7@x>", ""))
     assert found is not None and found["id"] == 7
     assert assignments.find_by_message_ids(db, ("", "<nothing@x>")) is None

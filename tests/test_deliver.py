@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import CapturingRelay, free_port
 
+from mailcircle.circle import mailing
 from mailcircle.clock import FakeClock
 from mailcircle.db import transaction
 from mailcircle.errors import MailcircleError
@@ -18,7 +19,7 @@ from mailcircle.outbound import outbox
 from mailcircle.outbound.deliver import MaildirDrop, Sender, SMTPRelay, deliver_due
 
 
-def queue_mails(db, clock, count: int = 1, prefix: str = "out") -> list[int]:  # noqa: ANN001
+def queue_mails(db, clock, count: int = 1, prefix: str = "out") -> list[int]:
     ids = []
     with transaction(db):
         for n in range(count):
@@ -39,7 +40,7 @@ def queue_mails(db, clock, count: int = 1, prefix: str = "out") -> list[int]:  #
     return ids
 
 
-def test_mail_goes_through_one_kept_connection(db, clock, relay: CapturingRelay) -> None:  # noqa: ANN001
+def test_mail_goes_through_one_kept_connection(db, clock, relay: CapturingRelay) -> None:
     ids = queue_mails(db, clock, 3)
     transport = SMTPRelay("127.0.0.1", relay.port)
     assert deliver_due(db, clock, transport) == 3
@@ -56,7 +57,7 @@ def test_mail_goes_through_one_kept_connection(db, clock, relay: CapturingRelay)
     assert deliver_due(db, clock, transport) == 0  # nothing is sent twice
 
 
-def test_a_temporary_refusal_is_retried_with_backoff(db, clock, relay: CapturingRelay) -> None:  # noqa: ANN001
+def test_a_temporary_refusal_is_retried_with_backoff(db, clock, relay: CapturingRelay) -> None:
     [mail_id] = queue_mails(db, clock)
     transport = SMTPRelay("127.0.0.1", relay.port)
     relay.refuse_with = "451 4.3.0 Greylisted, try again later"
@@ -82,7 +83,7 @@ def test_a_temporary_refusal_is_retried_with_backoff(db, clock, relay: Capturing
     assert len(relay.wait_for(1)) == 1
 
 
-def test_a_permanent_refusal_is_recorded_and_not_retried(db, clock, relay) -> None:  # noqa: ANN001
+def test_a_permanent_refusal_is_recorded_and_not_retried(db, clock, relay) -> None:
     [mail_id] = queue_mails(db, clock)
     relay.refuse_with = "550 5.1.1 No such user"
     transport = SMTPRelay("127.0.0.1", relay.port)
@@ -97,7 +98,7 @@ def test_a_permanent_refusal_is_recorded_and_not_retried(db, clock, relay) -> No
     assert deliver_due(db, clock, transport) == 0
 
 
-def test_an_unreachable_relay_is_retried_and_finally_given_up(db, clock) -> None:  # noqa: ANN001
+def test_an_unreachable_relay_is_retried_and_finally_given_up(db, clock) -> None:
     [mail_id] = queue_mails(db, clock)
     transport = SMTPRelay("127.0.0.1", free_port(), timeout=2)
     for _ in range(outbox.MAX_ATTEMPTS):
@@ -109,7 +110,7 @@ def test_an_unreachable_relay_is_retried_and_finally_given_up(db, clock) -> None
     assert row["last_error"].startswith("cannot reach the relay 127.0.0.1:")
 
 
-def test_without_a_relay_mail_lands_in_the_maildir(db, clock, tmp_path: Path) -> None:  # noqa: ANN001
+def test_without_a_relay_mail_lands_in_the_maildir(db, clock, tmp_path: Path) -> None:
     queue_mails(db, clock, 2)
     deliver_due(db, clock, MaildirDrop(tmp_path / "outgoing"))
     box = mailbox.Maildir(str(tmp_path / "outgoing"), create=False)
@@ -120,7 +121,7 @@ def test_without_a_relay_mail_lands_in_the_maildir(db, clock, tmp_path: Path) ->
     ]
 
 
-def test_starttls_and_auth_with_the_relay(db, clock, tmp_path: Path) -> None:  # noqa: ANN001
+def test_starttls_and_auth_with_the_relay(db, clock, tmp_path: Path) -> None:
     """A relay that insists on STARTTLS and AUTH, with its own certificate authority."""
     import ssl
     import subprocess
@@ -157,11 +158,11 @@ def test_starttls_and_auth_with_the_relay(db, clock, tmp_path: Path) -> None:  #
     logins: list[str] = []
 
     class Handler:
-        async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+        async def handle_DATA(self, server, session, envelope) -> str:
             received.append((envelope.original_content, session.ssl is not None))
             return "250 OK"
 
-    def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN202
+    def authenticator(server, session, envelope, mechanism, auth_data):
         ok = auth_data.login == b"circle" and auth_data.password == b"s3cret"
         logins.append(auth_data.login.decode())
         return AuthResult(success=ok, handled=False)  # let aiosmtpd answer 535 itself
@@ -214,19 +215,19 @@ class ChangingRelay(CapturingRelay):
         self.old_sessions: set[int] = set()  # connections from before a reload
         self.sessions: set[int] = set()
 
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001, ANN201
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         self.ehlo_names.append(hostname)
         self.sessions.add(id(session))
         return responses
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # noqa: ANN001
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
         if id(session) in self.old_sessions:
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+    async def handle_DATA(self, server, session, envelope) -> str:
         if self.drop_next_data:
             self.drop_next_data = False
             server.transport.abort()  # gone mid-session, without an answer
@@ -256,7 +257,7 @@ def changing() -> Iterator[ChangingRelay]:
 def test_a_connection_dropped_mid_session_is_retried_at_once_on_a_fresh_one(
     db,
     clock,
-    changing: ChangingRelay,  # noqa: ANN001
+    changing: ChangingRelay,
 ) -> None:
     ids = queue_mails(db, clock, 2)
     transport = SMTPRelay("127.0.0.1", changing.port)
@@ -273,7 +274,7 @@ def test_a_connection_dropped_mid_session_is_retried_at_once_on_a_fresh_one(
 def test_a_relay_restarted_between_two_mails_gets_the_second_on_a_new_connection(
     db,
     clock,
-    changing: ChangingRelay,  # noqa: ANN001
+    changing: ChangingRelay,
 ) -> None:
     ids = queue_mails(db, clock, 2)
     transport = SMTPRelay("127.0.0.1", changing.port)
@@ -290,7 +291,7 @@ def test_a_relay_restarted_between_two_mails_gets_the_second_on_a_new_connection
 def test_a_5xx_on_a_kept_connection_is_tried_on_a_fresh_one_before_it_counts(
     db,
     clock,
-    changing: ChangingRelay,  # noqa: ANN001
+    changing: ChangingRelay,
 ) -> None:
     ids = queue_mails(db, clock, 2)
     transport = SMTPRelay("127.0.0.1", changing.port)
@@ -302,7 +303,7 @@ def test_a_5xx_on_a_kept_connection_is_tried_on_a_fresh_one_before_it_counts(
     assert len(changing.wait_for(2)) == 2
 
 
-def test_a_connection_idle_past_the_limit_is_closed(db, clock, changing: ChangingRelay) -> None:  # noqa: ANN001
+def test_a_connection_idle_past_the_limit_is_closed(db, clock, changing: ChangingRelay) -> None:
     now = [1000.0]
     transport = SMTPRelay("127.0.0.1", changing.port, idle_seconds=30, monotonic=lambda: now[0])
     queue_mails(db, clock, 1, prefix="a")
@@ -322,7 +323,7 @@ def test_a_connection_idle_past_the_limit_is_closed(db, clock, changing: Changin
     assert len(changing.wait_for(3)) == 3
 
 
-def test_ehlo_names_the_circles_domain_or_the_setting(db, clock, changing) -> None:  # noqa: ANN001
+def test_ehlo_names_the_circles_domain_or_the_setting(db, clock, changing) -> None:
     queue_mails(db, clock, 1, prefix="a")
     transport = SMTPRelay("127.0.0.1", changing.port)
     deliver_due(db, clock, transport)
@@ -334,7 +335,7 @@ def test_ehlo_names_the_circles_domain_or_the_setting(db, clock, changing) -> No
     assert changing.ehlo_names == ["example.org", "mail.example.org"]
 
 
-def test_a_relays_5xx_for_a_member_is_a_bounce_against_them(db, clock, poets) -> None:  # noqa: ANN001
+def test_a_relays_5xx_for_a_member_is_a_bounce_against_them(db, clock, poets) -> None:
     from mailcircle.outbound.compose import Composer
     from mailcircle.service import bounce_recorder
 
@@ -346,7 +347,7 @@ def test_a_relays_5xx_for_a_member_is_a_bounce_against_them(db, clock, poets) ->
         msg["Message-ID"] = "<to-ann@example.org>"
         msg.set_content("Hello.\n")
         with transaction(db):
-            mail_id = outbox.queue_for_circle(db, poets, msg, now=clock.now(), purpose="test")
+            mail_id = mailing.queue_for_circle(db, poets, msg, now=clock.now(), purpose="test")
         transport = SMTPRelay("127.0.0.1", refusing.port)
         refusing.old_sessions = _AllSessions()  # every connection refuses, fresh ones too
         sender = Sender(db, clock, transport, on_refused=bounce_recorder(clock, Composer(clock)))
@@ -371,7 +372,7 @@ class _AllSessions(set):
 def test_a_sent_that_cannot_be_recorded_is_recorded_before_anything_else_is_sent(
     db,
     clock,
-    relay: CapturingRelay,  # noqa: ANN001
+    relay: CapturingRelay,
 ) -> None:
     """The relay says 250 but writing "sent" fails (a full disk, here a trigger that makes
     SQLite refuse the write): the mail is not handed over again, nothing behind it is sent
@@ -409,7 +410,7 @@ def test_a_sent_that_cannot_be_recorded_is_recorded_before_anything_else_is_sent
 # --- outbox show and outbox retry ---------------------------------------------------------
 
 
-def test_outbox_show_and_retry_put_a_failed_mail_back(db, db_path, clock, relay, tmp_path) -> None:  # noqa: ANN001
+def test_outbox_show_and_retry_put_a_failed_mail_back(db, db_path, clock, relay, tmp_path) -> None:
     from click.testing import CliRunner
 
     from mailcircle.cli import main
@@ -470,7 +471,7 @@ def test_outbox_show_and_retry_put_a_failed_mail_back(db, db_path, clock, relay,
 def test_mail_handed_over_when_the_process_stopped_goes_again_at_once_on_restart(
     db,
     clock,
-    relay: CapturingRelay,  # noqa: ANN001
+    relay: CapturingRelay,
 ) -> None:
     """A process killed between handing a mail to the relay and recording the answer: the
     next sender sends it again at once (at least once, with the same Message-ID), not after
@@ -487,7 +488,7 @@ def test_mail_handed_over_when_the_process_stopped_goes_again_at_once_on_restart
     assert len(relay.wait_for(1)) == 1
 
 
-def test_a_421_is_tried_on_a_fresh_connection_then_retried_later(db, clock, changing) -> None:  # noqa: ANN001
+def test_a_421_is_tried_on_a_fresh_connection_then_retried_later(db, clock, changing) -> None:
     ids = queue_mails(db, clock, 2)
     transport = SMTPRelay("127.0.0.1", changing.port)
     deliver_due(db, clock, transport, limit=1)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import html
 import re
 import shutil
@@ -13,12 +11,11 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from conftest import draft
+from conftest import draft, process_mail, queued_mails
 
 from mailcircle.circle import assignments, digest, engagement, members
 from mailcircle.clock import FakeClock
 from mailcircle.db import transaction
-from mailcircle.inbound import spool
 from mailcircle.inbound.process import Worker
 from mailcircle.outbound.compose import Composer
 from mailcircle.scheduler import run_due
@@ -31,20 +28,6 @@ def clock() -> FakeClock:
     return FakeClock(MONDAY)
 
 
-def deliver(db, clock, worker, raw: bytes, to: str) -> str:  # noqa: ANN001
-    [spool_id] = spool.store(
-        db, clock, source="smtp", peer="", mail_from="x@example.net", recipients=[(to, 1)], raw=raw
-    )
-    return worker.process(spool.get(db, spool_id))
-
-
-def mails(db, purpose: str) -> list[EmailMessage]:  # noqa: ANN001
-    return [
-        email.message_from_bytes(row["raw"], policy=email.policy.default)  # type: ignore[misc]
-        for row in db.query("SELECT raw FROM outbox WHERE purpose = ? ORDER BY id", [purpose])
-    ]
-
-
 def reply(sender: str, to: str, body: str) -> bytes:
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = sender, to, "Re"
@@ -54,18 +37,18 @@ def reply(sender: str, to: str, body: str) -> bytes:
 
 
 @pytest.fixture
-def week(db, clock, poets):  # noqa: ANN001, ANN201
+def week(db, clock, poets):
     """A week in Poets: Ann's draft went out, Ben critiqued it, Ann thanked him."""
     members.add(db, clock, poets, "cid@example.net", "Cid")
     db.execute("UPDATE members SET timezone = 'Europe/Paris' WHERE email = 'ann@example.net'")
     worker = Worker(db, clock, Composer(clock))
-    deliver(
+    process_mail(
         db, clock, worker, draft(body="SECRET LINE of the unpublished poem\n"), "poets@example.org"
     )
     with transaction(db):
         assignments.start_round(db, clock, Composer(clock), poets, clock.now())
     row = next(iter(db.query("SELECT * FROM assignments WHERE reviewer_id = 2")))
-    deliver(
+    process_mail(
         db,
         clock,
         worker,
@@ -73,7 +56,7 @@ def week(db, clock, poets):  # noqa: ANN001, ANN201
         f"poets+c-{row['token']}@example.org",
     )
     [token] = db.execute("SELECT token FROM critiques").fetchone()
-    deliver(
+    process_mail(
         db,
         clock,
         worker,
@@ -83,27 +66,27 @@ def week(db, clock, poets):  # noqa: ANN001, ANN201
     return worker
 
 
-def test_each_member_gets_a_digest_at_their_own_local_time(db, clock, poets, week) -> None:  # noqa: ANN001
+def test_each_member_gets_a_digest_at_their_own_local_time(db, clock, poets, week) -> None:
     clock.advance(days=6, hours=8)  # Sunday 17:00 UTC = 18:00 in Paris
     report = run_due(db, clock, Composer(clock))
     assert report.digests == 1
-    [ann] = mails(db, "digest")
+    [ann] = queued_mails(db, "digest")
     assert ann["To"] == "ann@example.net"
     clock.advance(hours=1)  # 18:00 UTC: now Ben's and Cid's
     assert run_due(db, clock, Composer(clock)).digests == 2
     assert run_due(db, clock, Composer(clock)).digests == 0  # once per week, however often run
-    assert sorted(m["To"] for m in mails(db, "digest")) == [
+    assert sorted(m["To"] for m in queued_mails(db, "digest")) == [
         "ann@example.net",
         "ben@example.net",
         "cid@example.net",
     ]
 
 
-def test_the_digest_says_what_happened_and_never_quotes_a_draft(db, clock, poets, week) -> None:  # noqa: ANN001
+def test_the_digest_says_what_happened_and_never_quotes_a_draft(db, clock, poets, week) -> None:
     clock.advance(days=6, hours=9)
     with transaction(db):
         digest.send_due_digests(db, clock, Composer(clock), poets)
-    ben = next(m for m in mails(db, "digest") if m["To"] == "ben@example.net")
+    ben = next(m for m in queued_mails(db, "digest") if m["To"] == "ben@example.net")
     assert ben["Subject"] == "Your week in Poets"
     assert ben["Precedence"] == "list"
     assert ben["Reply-To"] == "poets+digest@example.org"
@@ -121,9 +104,9 @@ def test_the_digest_says_what_happened_and_never_quotes_a_draft(db, clock, poets
     assert "<script" not in html
 
 
-def test_digest_off_and_on_and_a_reply_to_the_digest(db, clock, poets, week) -> None:  # noqa: ANN001
+def test_digest_off_and_on_and_a_reply_to_the_digest(db, clock, poets, week) -> None:
     assert (
-        deliver(
+        process_mail(
             db,
             clock,
             week,
@@ -132,53 +115,53 @@ def test_digest_off_and_on_and_a_reply_to_the_digest(db, clock, poets, week) -> 
         )
         == "done"
     )
-    assert mails(db, "digest_answer")[-1]["Subject"] == "Weekly digest off: Poets"
+    assert queued_mails(db, "digest_answer")[-1]["Subject"] == "Weekly digest off: Poets"
     clock.advance(days=6, hours=9)
     with transaction(db):
         digest.send_due_digests(db, clock, Composer(clock), poets)
-    assert "cid@example.net" not in [m["To"] for m in mails(db, "digest")]
-    deliver(
+    assert "cid@example.net" not in [m["To"] for m in queued_mails(db, "digest")]
+    process_mail(
         db,
         clock,
         week,
         reply("cid@example.net", "poets+digest@example.org", "Great week!"),
         "poets+digest@example.org",
     )
-    answer = mails(db, "help")[-1]
+    answer = queued_mails(db, "help")[-1]
     assert (
         answer["Subject"] == "Not understood: a reply to the digest (it does not go to the circle)"
     )
 
 
-def test_a_digest_missed_by_more_than_a_day_is_skipped(db, clock, poets, week) -> None:  # noqa: ANN001
+def test_a_digest_missed_by_more_than_a_day_is_skipped(db, clock, poets, week) -> None:
     clock.advance(days=8)  # Tuesday: Sunday's digest would arrive two days late
     assert run_due(db, clock, Composer(clock)).digests == 0
 
 
-def test_an_engagement_day_is_announced_answered_and_prepared(db, clock, poets, week) -> None:  # noqa: ANN001
+def test_an_engagement_day_is_announced_answered_and_prepared(db, clock, poets, week) -> None:
     day_id = engagement.add(db, clock, poets, "2026-03-14", "Finding readers")
     with pytest.raises(Exception, match="is not in the future"):
         engagement.add(db, clock, poets, "2026-03-01", "Too late")
     clock.advance(days=6, hours=9)
     with transaction(db):
         digest.send_due_digests(db, clock, Composer(clock), poets)
-    text = mails(db, "digest")[0].get_body(("plain",)).get_content()
+    text = queued_mails(db, "digest")[0].get_body(("plain",)).get_content()
     assert "Engagement day: Saturday 14 March 2026, Finding readers" in text
     assert f"poets+rsvp-{day_id}@example.org" in text
 
     for sender, answer in (("ann@example.net", "yes please"), ("ben@example.net", "No, sorry")):
-        deliver(
+        process_mail(
             db,
             clock,
             week,
             reply(sender, f"poets+rsvp-{day_id}@example.org", answer),
             f"poets+rsvp-{day_id}@example.org",
         )
-    assert [m["Subject"][:7] for m in mails(db, "rsvp_answer")] == ["See you", "Noted: "]
+    assert [m["Subject"][:7] for m in queued_mails(db, "rsvp_answer")] == ["See you", "Noted: "]
 
     clock.advance(days=5)  # Friday 13 March: the day before
     assert run_due(db, clock, Composer(clock)).agendas == 1
-    [agenda] = mails(db, "agenda")
+    [agenda] = queued_mails(db, "agenda")
     assert agenda["To"] == "ann@example.net"
     assert agenda["Subject"] == "Tomorrow: Poets engagement day (Finding readers)"
     assert '"The Red Wheelbarrow" by Ann' in agenda.get_content()
@@ -217,12 +200,12 @@ def test_the_html_digest_renders_with_the_members_name_and_every_title(
     clock,
     poets,
     week,
-    tmp_path: Path,  # noqa: ANN001, F811
+    tmp_path: Path,
 ) -> None:
     clock.advance(days=6, hours=9)
     with transaction(db):
         digest.send_due_digests(db, clock, Composer(clock), poets)
-    ann = next(m for m in mails(db, "digest") if m["To"] == "ann@example.net")
+    ann = next(m for m in queued_mails(db, "digest") if m["To"] == "ann@example.net")
     page = tmp_path / "digest.html"
     page.write_text(ann.get_body(("html",)).get_content(), encoding="utf-8")
 
@@ -238,9 +221,9 @@ def test_the_html_digest_renders_with_the_members_name_and_every_title(
     assert result.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_answering_yes_to_the_digest_answers_the_engagement_day(db, clock, poets, week) -> None:  # noqa: ANN001
+def test_answering_yes_to_the_digest_answers_the_engagement_day(db, clock, poets, week) -> None:
     day_id = engagement.add(db, clock, poets, "2026-03-14", "Finding readers")
-    deliver(
+    process_mail(
         db,
         clock,
         week,
@@ -250,7 +233,7 @@ def test_answering_yes_to_the_digest_answers_the_engagement_day(db, clock, poets
     assert db.execute("SELECT engagement_id, answer FROM engagement_rsvps").fetchall() == [
         (day_id, "yes")
     ]
-    assert mails(db, "rsvp_answer")[-1]["To"] == "cid@example.net"
+    assert queued_mails(db, "rsvp_answer")[-1]["To"] == "cid@example.net"
 
 
 def test_a_long_list_of_names_stops_at_twenty() -> None:

@@ -4,21 +4,18 @@ day in the circle's talk, and the summary in the next digest."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import draft, write_settings
+from conftest import draft, process_mail, queued_mails, write_settings
 
 from mailcircle.circle import assignments, engagement, members
 from mailcircle.cli import main
 from mailcircle.clock import FakeClock
 from mailcircle.db import transaction
-from mailcircle.inbound import spool
 from mailcircle.inbound.process import Worker
 from mailcircle.outbound.compose import Composer
 from mailcircle.scheduler import run_due
@@ -42,30 +39,16 @@ def mail(sender: str, to: str, subject: str, body: str = "\n", **headers: str) -
     return msg.as_bytes()
 
 
-def deliver(db, clock, worker, raw: bytes, to: str) -> str:  # noqa: ANN001
-    [spool_id] = spool.store(
-        db, clock, source="smtp", peer="", mail_from="x@example.net", recipients=[(to, 1)], raw=raw
-    )
-    return worker.process(spool.get(db, spool_id))
-
-
-def sent(db, purpose: str) -> list[EmailMessage]:  # noqa: ANN001
-    return [
-        email.message_from_bytes(row["raw"], policy=email.policy.default)  # type: ignore[misc]
-        for row in db.query("SELECT raw FROM outbox WHERE purpose = ? ORDER BY id", [purpose])
-    ]
-
-
 def text_of(message: EmailMessage) -> str:
     body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     return body.replace("\r\n", "\n")
 
 
-def test_a_whole_engagement_day_by_mail(db, db_path: Path, clock, poets, tmp_path) -> None:  # noqa: ANN001
+def test_a_whole_engagement_day_by_mail(db, db_path: Path, clock, poets, tmp_path) -> None:
     members.add(db, clock, poets, "cid@example.net", "Cid")
     members.add(db, clock, poets, "mo@example.net", "Mo", role=members.MODERATOR)
     worker = Worker(db, clock, Composer(clock))
-    deliver(db, clock, worker, draft(), "poets@example.org")  # Ann's "The Red Wheelbarrow"
+    process_mail(db, clock, worker, draft(), "poets@example.org")  # Ann's "The Red Wheelbarrow"
     with transaction(db):
         assignments.start_round(db, clock, Composer(clock), poets, clock.now())
     day_id = engagement.add(db, clock, poets, "2026-03-07", "Finding readers")
@@ -73,14 +56,19 @@ def test_a_whole_engagement_day_by_mail(db, db_path: Path, clock, poets, tmp_pat
     # RSVPs by mail: Ann, Ben and Mo are coming, Cid is not.
     rsvp = f"poets+rsvp-{day_id}@example.org"
     for sender, answer in (("ann", "Yes!"), ("ben", "yes"), ("mo", "yes"), ("cid", "No, sorry")):
-        deliver(db, clock, worker, mail(f"{sender}@example.net", rsvp, "Re", answer), rsvp)
+        process_mail(db, clock, worker, mail(f"{sender}@example.net", rsvp, "Re", answer), rsvp)
 
     # Agenda items: Mo by mail, a moderator on the command line; Ben is not a moderator.
     agenda = "poets+agenda@example.org"
-    deliver(db, clock, worker, mail("mo@example.net", agenda, "Where to send prose poems"), agenda)
-    assert sent(db, "agenda_answer")[-1]["Subject"] == "On the agenda: Where to send prose poems"
-    deliver(db, clock, worker, mail("ben@example.net", agenda, "My own item"), agenda)
-    refused = sent(db, "agenda_answer")[-1]
+    process_mail(
+        db, clock, worker, mail("mo@example.net", agenda, "Where to send prose poems"), agenda
+    )
+    assert (
+        queued_mails(db, "agenda_answer")[-1]["Subject"]
+        == "On the agenda: Where to send prose poems"
+    )
+    process_mail(db, clock, worker, mail("ben@example.net", agenda, "My own item"), agenda)
+    refused = queued_mails(db, "agenda_answer")[-1]
     assert refused["Subject"] == "Not added to the agenda"
     assert "Only the circle's moderators" in text_of(refused)
     settings = write_settings(tmp_path / "mailcircle.toml", smtp_port=1, relay_port=None)
@@ -103,7 +91,7 @@ def test_a_whole_engagement_day_by_mail(db, db_path: Path, clock, poets, tmp_pat
 
     clock.advance(days=4)  # Friday: the agenda the day before, no kick-off yet
     assert run_due(db, clock, Composer(clock)).agendas == 3
-    deliver(
+    process_mail(
         db, clock, worker, mail("cid@example.net", TALK, "Friday thought", "Not the day yet."), TALK
     )
 
@@ -112,7 +100,7 @@ def test_a_whole_engagement_day_by_mail(db, db_path: Path, clock, poets, tmp_pat
     clock.advance(minutes=1)  # 08:00: the kick-off, to those who said yes
     assert run_due(db, clock, Composer(clock)).talk == 3
     assert run_due(db, clock, Composer(clock)).talk == 0  # once
-    kickoffs = sent(db, "engagement_kickoff")
+    kickoffs = queued_mails(db, "engagement_kickoff")
     assert sorted(m["To"] for m in kickoffs) == [
         "ann@example.net",
         "ben@example.net",
@@ -135,10 +123,10 @@ def test_a_whole_engagement_day_by_mail(db, db_path: Path, clock, poets, tmp_pat
         In_Reply_To=kickoff["Message-ID"],
         References=kickoff["Message-ID"],
     )
-    assert deliver(db, clock, worker, first, TALK) == "done"
-    [ann_id] = [m["Message-ID"] for m in sent(db, "talk_post")[-4:] if "line breaks" in text_of(m)][
-        :1
-    ]
+    assert process_mail(db, clock, worker, first, TALK) == "done"
+    [ann_id] = [
+        m["Message-ID"] for m in queued_mails(db, "talk_post")[-4:] if "line breaks" in text_of(m)
+    ][:1]
     clock.advance(hours=2)
     second = mail(
         "ben@example.net",
@@ -148,10 +136,10 @@ def test_a_whole_engagement_day_by_mail(db, db_path: Path, clock, poets, tmp_pat
         In_Reply_To=ann_id,
         References=f"{kickoff['Message-ID']} {ann_id}",
     )
-    assert deliver(db, clock, worker, second, TALK) == "done"
+    assert process_mail(db, clock, worker, second, TALK) == "done"
     clock.advance(hours=3)
     third = mail("cid@example.net", TALK, "Open mics", "Anyone reading at an open mic soon?")
-    assert deliver(db, clock, worker, third, TALK) == "done"
+    assert process_mail(db, clock, worker, third, TALK) == "done"
     marked = db.execute("SELECT subject, engagement_id FROM talk_posts ORDER BY id").fetchall()
     assert marked == [
         ("Friday thought", None),
@@ -161,18 +149,18 @@ def test_a_whole_engagement_day_by_mail(db, db_path: Path, clock, poets, tmp_pat
     ]
     copy = next(
         m
-        for m in sent(db, "talk_post")
+        for m in queued_mails(db, "talk_post")
         if m["To"] == "mo@example.net" and "Open mics" in m["Subject"]
     )
     assert text_of(copy).startswith("[Part of the Poets engagement day: Finding readers]\n")
-    bens = [m for m in sent(db, "talk_post") if "Keep them." in text_of(m)]
+    bens = [m for m in queued_mails(db, "talk_post") if "Keep them." in text_of(m)]
     assert {m["Subject"] for m in bens} == {
         "Re: [Poets] Today: Poets engagement day (Finding readers)"
     }
 
     clock.advance(days=1, hours=18 - 13)  # Sunday 18:00: the digest sums the day up
     assert run_due(db, clock, Composer(clock)).digests == 4
-    digest = text_of(next(m for m in sent(db, "digest") if m["To"] == "cid@example.net"))
+    digest = text_of(next(m for m in queued_mails(db, "digest") if m["To"] == "cid@example.net"))
     section = digest.split("THE ENGAGEMENT DAY\n")[1].split("\n\n")[0]
     assert section == (
         '  Saturday 7 March, "Finding readers": 3 posts by Ann, Ben and Cid.\n'

@@ -156,7 +156,7 @@ def greeting_seconds(port: int) -> float:
     return time.monotonic() - began
 
 
-def to(address: str):  # noqa: ANN201
+def to(address: str):
     return lambda mail: address in mail.rcpt_tos
 
 
@@ -216,7 +216,7 @@ def test_the_html_mail_of_a_stranger_does_not_hold_up_a_draft(
         assert "not a member" in html["outcome"]
 
 
-def to_anyone(address: str):  # noqa: ANN201
+def to_anyone(address: str):
     return lambda mails: any(address in m.rcpt_tos for m in mails)
 
 
@@ -284,7 +284,7 @@ def test_a_mail_the_whole_service_died_on_is_counted_before_processing(
 )
 def test_a_docx_bomb_is_refused_before_expansion_and_the_author_told(
     db, clock, poets, make, words: str
-) -> None:  # noqa: ANN001
+) -> None:
     payload = make()
     assert len(payload) < 1_100_000
     with pytest.raises(docx.AttachmentRefused) as refused:
@@ -417,7 +417,7 @@ def test_one_sender_cannot_store_more_than_its_hourly_quota(
 # --- a busy database --------------------------------------------------------------------
 
 
-def test_a_busy_database_leaves_the_mail_new_and_uncounted(db, clock, poets, db_path) -> None:  # noqa: ANN001
+def test_a_busy_database_leaves_the_mail_new_and_uncounted(db, clock, poets, db_path) -> None:
     [spool_id] = spool.store(
         db,
         clock,
@@ -444,7 +444,7 @@ def test_a_busy_database_leaves_the_mail_new_and_uncounted(db, clock, poets, db_
 
 def test_a_busy_database_in_the_middle_of_a_mail_gives_its_attempt_back(
     db, clock, poets, db_path
-) -> None:  # noqa: ANN001
+) -> None:
     [spool_id] = spool.store(
         db,
         clock,
@@ -459,7 +459,7 @@ def test_a_busy_database_in_the_middle_of_a_mail_gives_its_attempt_back(
     blocker = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
     real_parse = worker.parse
 
-    def parse_then_lock(job):  # noqa: ANN001, ANN202
+    def parse_then_lock(job):
         real_parse(job)
         blocker.execute("BEGIN IMMEDIATE")  # someone takes the lock after the claim ...
         threading.Timer(0.3, lambda: blocker.execute("ROLLBACK")).start()  # ... for a while
@@ -622,7 +622,7 @@ def test_a_mail_over_its_memory_budget_is_failed_with_the_reason(
 
 def test_the_scheduler_waits_out_a_busy_database_and_runs_again_soon(
     db, clock, poets, db_path
-) -> None:  # noqa: ANN001
+) -> None:
     from mailcircle.scheduler import Scheduler
 
     scheduler = Scheduler(db_path, clock, Composer(clock))

@@ -33,7 +33,7 @@ def non_ascii(context: object) -> object:
 
 
 @pytest.fixture
-def circle(db, clock):  # noqa: ANN001, ANN201
+def circle(db, clock):
     return circles.create(db, clock, "poets@example.org", NAME)
 
 
@@ -42,7 +42,7 @@ def wire(message: email.message.Message) -> bytes:
 
 
 @pytest.mark.parametrize("name", sorted(CONTEXTS))
-def test_every_template_has_standard_headers(clock, circle, name: str) -> None:  # noqa: ANN001
+def test_every_template_has_standard_headers(clock, circle, name: str) -> None:
     composer = Composer(clock)
     context = non_ascii(sample_context(name))
     subject, _ = composer.render(name, context, circle)
@@ -70,7 +70,7 @@ def test_every_template_has_standard_headers(clock, circle, name: str) -> None: 
     assert "\n-- \n" in text.get_content().replace("\r\n", "\n")  # the standard separator
 
 
-def test_most_templates_carry_the_title_or_name_in_their_subject(clock, circle) -> None:  # noqa: ANN001
+def test_most_templates_carry_the_title_or_name_in_their_subject(clock, circle) -> None:
     composer = Composer(clock)
     subjects = [composer.render(n, non_ascii(sample_context(n)), circle)[0] for n in CONTEXTS]
     assert sum(not s.isascii() for s in subjects) > len(subjects) // 2  # the check above bites
@@ -90,7 +90,7 @@ def test_list_id_is_valid_for_any_circle_name(name: str, expected: str) -> None:
     assert value == expected and LIST_ID.match(value)
 
 
-def test_one_click_unsubscribe_only_with_an_https_url(db, clock, circle) -> None:  # noqa: ANN001
+def test_one_click_unsubscribe_only_with_an_https_url(db, clock, circle) -> None:
     from mailcircle.errors import MailcircleError
 
     with pytest.raises(MailcircleError, match="unsubscribe_url must be an https:// URL"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -164,7 +165,7 @@ def test_a_crash_after_spooling_before_moving_changes_nothing_when_seen_again(
     append(mailbox, draft())
 
     class CrashesBeforeMarking(ImapPoller):
-        def _mark(self, client, uids, folder, flag):  # noqa: ANN001, ANN202
+        def _mark(self, client, uids, folder, flag):
             raise SystemExit("killed between the commit and the move")
 
     crashing = CrashesBeforeMarking(
@@ -261,13 +262,16 @@ def test_idle_wakes_the_poller_within_a_second(settings_file: Path, mailbox: IMA
 
 
 def test_a_dovecot_restart_while_watching_is_survived(
-    settings_file: Path, dovecot: Dovecot
+    settings_file: Path, dovecot: Dovecot, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="mailcircle.inbound.imap")
     poller, stop, thread = start_watching(settings_file)
     db_path = settings_file.parent / "circle.db"
     try:
         assert poller.idling.wait(10)
-        dovecot.restart()
+        assert len(connects(caplog)) == 1
+        dropped = dovecot.restart()  # its IMAP sessions end with it: the poller's too
+        assert dropped >= 1, "no IMAP session was open to drop"
         client = IMAPClient("127.0.0.1", dovecot.port, ssl=False)
         client.login(USER, PASSWORD)
         append(client, draft())
@@ -277,6 +281,11 @@ def test_a_dovecot_restart_while_watching_is_survived(
         stop.set()
         thread.join(10)
     assert not thread.is_alive()
+    assert len(connects(caplog)) >= 2, "the poller never connected again"
+
+
+def connects(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("IMAP: connected")]
 
 
 def test_password_command_and_bad_login(

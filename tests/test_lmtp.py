@@ -59,7 +59,7 @@ def lmtp(tmp_path: Path) -> Iterator[tuple[InboundServer, Path]]:
     server.stop()
 
 
-def test_each_recipient_gets_its_own_reply_and_its_own_spool_row(lmtp) -> None:  # noqa: ANN001
+def test_each_recipient_gets_its_own_reply_and_its_own_spool_row(lmtp) -> None:
     server, db_path = lmtp
     client = LMTPClient(server.listen.port)
     assert client.command("LHLO postfix.example.org").startswith("250")
@@ -89,7 +89,7 @@ def test_each_recipient_gets_its_own_reply_and_its_own_spool_row(lmtp) -> None: 
     ]
 
 
-def test_helo_is_not_lmtp(lmtp) -> None:  # noqa: ANN001
+def test_helo_is_not_lmtp(lmtp) -> None:
     server, _ = lmtp
     client = LMTPClient(server.listen.port)
     assert client.command("HELO example.org").startswith("500")

@@ -123,7 +123,7 @@ def test_every_fixture_has_an_expected_outcome() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_fixture_mail(db, clock, poets, name: str) -> None:  # noqa: ANN001
+def test_fixture_mail(db, clock, poets, name: str) -> None:
     worker = Worker(db, clock, Composer(clock))
     [draft_id] = spool.store(
         db,

@@ -38,7 +38,7 @@ def config(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def run(config: Path):  # noqa: ANN201
+def run(config: Path):
     def invoke(*args: str, input: str | bytes | None = None) -> Result:
         return CliRunner().invoke(main, ["--config", str(config), *args], input=input)
 
@@ -93,7 +93,7 @@ def test_without_a_settings_file_every_command_says_which_database(
     assert runner.invoke(main, ["status"]).exit_code == 0
 
 
-def test_with_a_settings_file_nothing_extra_is_said(run, config: Path) -> None:  # noqa: ANN001
+def test_with_a_settings_file_nothing_extra_is_said(run, config: Path) -> None:
     created = run("circle", "create", "poets@example.org", "--name", "Poets")
     assert created.exit_code == 0 and created.stderr == ""
 
@@ -101,7 +101,7 @@ def test_with_a_settings_file_nothing_extra_is_said(run, config: Path) -> None: 
 # --- status ---------------------------------------------------------------------------------
 
 
-def queue_mail(db, to: str, *, created: datetime, status: str = "queued") -> int:  # noqa: ANN001
+def queue_mail(db, to: str, *, created: datetime, status: str = "queued") -> int:
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = "poets@example.org", to, "hello"
     msg["Message-ID"] = f"<{time.monotonic_ns()}@example.org>"
@@ -116,7 +116,7 @@ def queue_mail(db, to: str, *, created: datetime, status: str = "queued") -> int
 
 def test_status_shows_each_circle_and_exits_1_when_a_person_is_needed(
     run,
-    tmp_path: Path,  # noqa: ANN001
+    tmp_path: Path,
 ) -> None:
     ok(run("circle", "create", "poets@example.org", "--name", "Poets"))
     ok(run("members", "add", "poets@example.org", "ann@example.net"))
@@ -245,7 +245,7 @@ def test_inject_puts_a_mail_in_the_spool_and_serve_answers_it(
     ]
 
 
-def test_inject_refuses_what_it_cannot_use(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_inject_refuses_what_it_cannot_use(run, tmp_path: Path) -> None:
     ok(run("circle", "create", "poets@example.org", "--name", "Poets"))
     empty = tmp_path / "empty.eml"
     empty.write_bytes(b"\n")
@@ -263,7 +263,7 @@ def test_inject_refuses_what_it_cannot_use(run, tmp_path: Path) -> None:  # noqa
 
 def test_import_checks_every_row_first_and_changes_nothing_when_one_is_bad(
     run,
-    tmp_path: Path,  # noqa: ANN001
+    tmp_path: Path,
 ) -> None:
     ok(run("circle", "create", "poets@example.org", "--name", "Poets"))
     ok(run("members", "add", "poets@example.org", "ann@example.net", "--name", "Ann"))
@@ -309,7 +309,7 @@ def test_import_checks_every_row_first_and_changes_nothing_when_one_is_bad(
     assert db.execute("SELECT COUNT(*) FROM members").fetchone()[0] == 3
 
 
-def test_import_of_a_long_file_shows_progress(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_import_of_a_long_file_shows_progress(run, tmp_path: Path) -> None:
     ok(run("circle", "create", "poets@example.org", "--name", "Poets"))
     csv = tmp_path / "many.csv"
     rows = [f"Writer {n},writer{n}@example.net,UTC" for n in range(1200)]
@@ -323,7 +323,7 @@ def test_import_of_a_long_file_shows_progress(run, tmp_path: Path) -> None:  # n
     assert result.stdout == "Imported 1200 members into Poets; 0 were already members.\n"
 
 
-def test_import_needs_a_header_row(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_import_needs_a_header_row(run, tmp_path: Path) -> None:
     ok(run("circle", "create", "poets@example.org", "--name", "Poets"))
     csv = tmp_path / "nohead.csv"
     csv.write_text("Ann,ann@example.net,UTC\n")
@@ -337,7 +337,7 @@ def test_import_needs_a_header_row(run, tmp_path: Path) -> None:  # noqa: ANN001
 # --- members set --------------------------------------------------------------------------------
 
 
-def test_members_set_changes_name_time_zone_and_role(run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_members_set_changes_name_time_zone_and_role(run, tmp_path: Path) -> None:
     ok(run("circle", "create", "poets@example.org", "--name", "Poets"))
     ok(run("members", "add", "poets@example.org", "ann@example.net"))
     changed = run(
@@ -390,7 +390,7 @@ def critique_reply(row: dict, sender: str, body: str) -> bytes:
 
 
 @pytest.fixture
-def history(db, db_path: Path, clock: FakeClock, poets, config: Path):  # noqa: ANN001, ANN201
+def history(db, db_path: Path, clock: FakeClock, poets, config: Path):
     """Ann's draft went out to Ben and Cid; Ben's critique reached Ann; Cid's is open."""
     assert db_path == config.parent / "circle.db"
     members.add(db, clock, poets, "cid@example.net", "Cid")
@@ -418,7 +418,7 @@ def history(db, db_path: Path, clock: FakeClock, poets, config: Path):  # noqa: 
     return {"ben": ben_row, "cid": cid_row, "words": words}
 
 
-def test_export_gives_everything_stored_about_one_person(run, history) -> None:  # noqa: ANN001
+def test_export_gives_everything_stored_about_one_person(run, history) -> None:
     data = json.loads(ok(run("members", "export", "poets@example.org", "ann@example.net")))
     assert data["email"] == "ann@example.net" and data["circle"] == "poets@example.org"
     assert [m["name"] for m in data["member"]] == ["Ann"]
@@ -450,7 +450,7 @@ def test_export_gives_everything_stored_about_one_person(run, history) -> None: 
 def test_erasing_an_author_blanks_their_words_and_keeps_the_database_whole(
     run,
     db,
-    history,  # noqa: ANN001
+    history,
 ) -> None:
     asked = run("members", "erase", "poets@example.org", "ann@example.net", input="n\n")
     fails(asked, "nothing was changed (answer y, or give --yes)")
@@ -506,7 +506,7 @@ def test_erasing_an_author_blanks_their_words_and_keeps_the_database_whole(
 def test_erasing_a_reviewer_erases_their_critiques_and_passes_on_open_work(
     run,
     db,
-    history,  # noqa: ANN001
+    history,
 ) -> None:
     erased = ok(run("members", "erase", "poets@example.org", "ben@example.net", "--yes"))
     assert "  critiques given, text erased: 1" in erased.splitlines()
@@ -526,7 +526,7 @@ def test_erasing_a_reviewer_erases_their_critiques_and_passes_on_open_work(
 # --- circle remove ----------------------------------------------------------------------------
 
 
-def test_circle_remove_refuses_open_work_unless_forced(run, db, history) -> None:  # noqa: ANN001
+def test_circle_remove_refuses_open_work_unless_forced(run, db, history) -> None:
     fails(
         run("circle", "remove", "poets@example.org", "--yes"),
         "poets@example.org still has work under way (1 open assignments, 5 outgoing mails "
@@ -623,7 +623,7 @@ def test_debug_logging_shows_mailcircle_not_the_libraries_unless_asked(
     assert " DEBUG mailcircle." in noisy
 
 
-def test_one_shot_commands_log_warnings_only_by_default(run) -> None:  # noqa: ANN001
+def test_one_shot_commands_log_warnings_only_by_default(run) -> None:
     ok(run("circle", "create", "poets@example.org", "--name", "Poets"))
     quiet = run("run-due", "--now", "2026-03-09T09:00:00+00:00")
     assert quiet.stderr == ""
@@ -655,7 +655,7 @@ def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
 
 
 @pytest.fixture
-def tls_dovecot(tmp_path: Path):  # noqa: ANN201
+def tls_dovecot(tmp_path: Path):
     from dovecot import Dovecot
 
     server = Dovecot()
@@ -686,7 +686,7 @@ def poll_once(settings: Path) -> Result:
     return CliRunner().invoke(main, ["--config", str(settings), "poll", "--once"])
 
 
-def test_imap_starttls_is_verified_against_imap_ca_file(tls_dovecot, tmp_path: Path) -> None:  # noqa: ANN001
+def test_imap_starttls_is_verified_against_imap_ca_file(tls_dovecot, tmp_path: Path) -> None:
     server, ca = tls_dovecot
     untrusted = poll_once(imap_settings(tmp_path, server.port, "starttls"))
     fails(
@@ -709,7 +709,7 @@ def test_imap_starttls_is_verified_against_imap_ca_file(tls_dovecot, tmp_path: P
     )
 
 
-def test_imap_connection_trouble_is_one_sentence(tls_dovecot, tmp_path: Path) -> None:  # noqa: ANN001
+def test_imap_connection_trouble_is_one_sentence(tls_dovecot, tmp_path: Path) -> None:
     server, ca = tls_dovecot
     # TLS spoken to a port that expects plain IMAP first.
     fails(
@@ -727,7 +727,7 @@ def test_imap_connection_trouble_is_one_sentence(tls_dovecot, tmp_path: Path) ->
 
 def test_imap_trouble_while_watching_is_logged_as_one_sentence(
     tls_dovecot,
-    tmp_path: Path,  # noqa: ANN001
+    tmp_path: Path,
 ) -> None:
     server, _ = tls_dovecot
     settings = imap_settings(tmp_path, server.port, "starttls")
@@ -795,7 +795,7 @@ def test_ci_requires_the_corpora() -> None:
     )
 
 
-def test_export_and_erase_cover_talk_posts(run, db, clock, history) -> None:  # noqa: ANN001
+def test_export_and_erase_cover_talk_posts(run, db, clock, history) -> None:
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = "ann@example.net", "poets+talk@example.org", "Readings"
     msg["Message-ID"] = "<talk-1@example.net>"

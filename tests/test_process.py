@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, corpus, draft, need_corpus
+from conftest import SHARED, corpus, draft, need_corpus, queued_mails
 
 from mailcircle.circle.circles import Circle
 from mailcircle.inbound import spool
@@ -19,31 +19,24 @@ from mailcircle.outbound.compose import Composer, default_templates_dir
 CPYTHON_EMAIL_DATA = Path(email.__file__).parents[1] / "test" / "test_email" / "data"
 
 
-def spool_one(db, clock, raw: bytes, *, mail_from="ann@example.net", to="poets@example.org"):  # noqa: ANN001, ANN201
+def spool_one(db, clock, raw: bytes, *, mail_from="ann@example.net", to="poets@example.org"):
     [spool_id] = spool.store(
         db, clock, source="smtp", peer="", mail_from=mail_from, recipients=[(to, 1)], raw=raw
     )
     return spool.get(db, spool_id)
 
 
-def outgoing(db) -> list[EmailMessage]:  # noqa: ANN001
-    return [
-        email.message_from_bytes(row["raw"], policy=email.policy.default)  # type: ignore[misc]
-        for row in db.query("SELECT raw FROM outbox ORDER BY id")
-    ]
-
-
 @pytest.fixture
-def worker(db, clock, poets: Circle) -> Worker:  # noqa: ANN001
+def worker(db, clock, poets: Circle) -> Worker:
     return Worker(db, clock, Composer(clock))
 
 
-def test_a_draft_becomes_a_submission_and_an_ack_in_one_transaction(db, clock, worker) -> None:  # noqa: ANN001
+def test_a_draft_becomes_a_submission_and_an_ack_in_one_transaction(db, clock, worker) -> None:
     mail = spool_one(db, clock, draft())
     assert worker.process(mail) == "done"
     [submission] = db.query("SELECT * FROM submissions")
     assert submission["spool_id"] == mail.id
-    [ack] = outgoing(db)
+    [ack] = queued_mails(db)
     assert ack["To"] == "ann@example.net"
     assert ack["In-Reply-To"] == "<draft-1@example.net>"
     assert spool.get(db, mail.id).outcome == (
@@ -55,7 +48,7 @@ def test_a_failure_rolls_back_keeps_the_mail_and_can_be_retried(
     db,
     clock,
     poets,
-    tmp_path: Path,  # noqa: ANN001
+    tmp_path: Path,
 ) -> None:
     broken = tmp_path / "templates"
     shutil.copytree(default_templates_dir(), broken)
@@ -68,14 +61,14 @@ def test_a_failure_rolls_back_keeps_the_mail_and_can_be_retried(
     assert "Traceback" in failed.error and "no_such_field" in failed.error
     assert list(db.query("SELECT * FROM submissions")) == []  # rolled back with the ack
     assert failed.outcome.endswith("; ann@example.net was told it is kept for a moderator")
-    [apology] = outgoing(db)
+    [apology] = queued_mails(db)
     assert apology["Subject"] == "Kept for a moderator: The Red Wheelbarrow"
     assert "Traceback" not in apology.get_content() and "no_such_field" not in apology.get_content()
 
     spool.retry(db, mail.id)
     assert Worker(db, clock, Composer(clock)).process(spool.get(db, mail.id)) == "done"
     assert len(list(db.query("SELECT * FROM submissions"))) == 1
-    assert [m["Subject"] for m in outgoing(db)][
+    assert [m["Subject"] for m in queued_mails(db)][
         1
     ] == "Queued for the next round: The Red Wheelbarrow"
 
@@ -89,46 +82,46 @@ def test_a_failure_rolls_back_keeps_the_mail_and_can_be_retried(
         ({"List-Id": "<other.lists.example.com>"}, "it came through a mailing list"),
     ],
 )
-def test_automatic_mail_is_never_answered(db, clock, worker, headers, reason) -> None:  # noqa: ANN001
+def test_automatic_mail_is_never_answered(db, clock, worker, headers, reason) -> None:
     mail = spool_one(db, clock, draft(subject="Out of office", extra=headers))
     assert worker.process(mail) == "ignored"
     assert spool.get(db, mail.id).outcome == f"not answered because {reason}"
-    assert outgoing(db) == [] and list(db.query("SELECT * FROM submissions")) == []
+    assert queued_mails(db) == [] and list(db.query("SELECT * FROM submissions")) == []
 
 
-def test_a_bounce_is_kept_and_not_answered(db, clock, worker) -> None:  # noqa: ANN001
+def test_a_bounce_is_kept_and_not_answered(db, clock, worker) -> None:
     mail = spool_one(db, clock, draft(sender="MAILER-DAEMON@example.net"), mail_from="")
     assert worker.process(mail) == "ignored"
     assert "a delivery report without a bounce token; not counted" in spool.get(db, mail.id).outcome
-    assert outgoing(db) == []
+    assert queued_mails(db) == []
 
 
-def test_a_non_member_from_a_list_is_refused_without_backscatter(db, clock, worker) -> None:  # noqa: ANN001
+def test_a_non_member_from_a_list_is_refused_without_backscatter(db, clock, worker) -> None:
     raw = draft(sender="zed@elsewhere.net", extra={"Precedence": "list"})
     mail = spool_one(db, clock, raw, mail_from="zed@elsewhere.net")
     assert worker.process(mail) == "ignored"
-    assert outgoing(db) == []
+    assert queued_mails(db) == []
 
 
-def test_a_non_member_is_refused_and_told(db, clock, worker) -> None:  # noqa: ANN001
+def test_a_non_member_is_refused_and_told(db, clock, worker) -> None:
     mail = spool_one(db, clock, draft(sender="zed@elsewhere.net"), mail_from="zed@elsewhere.net")
     assert worker.process(mail) == "refused"
     assert spool.get(db, mail.id).outcome == (
         "a draft from zed@elsewhere.net, who is not a member; zed@elsewhere.net was told why"
     )
-    [refusal] = outgoing(db)
+    [refusal] = queued_mails(db)
     assert refusal["To"] == "zed@elsewhere.net"
 
 
-def test_an_empty_mail_is_refused_kindly(db, clock, worker) -> None:  # noqa: ANN001
+def test_an_empty_mail_is_refused_kindly(db, clock, worker) -> None:
     mail = spool_one(db, clock, draft(body="\n\n   \n"))
     assert worker.process(mail) == "refused"
-    [answer] = outgoing(db)
+    [answer] = queued_mails(db)
     assert answer["Subject"] == 'No draft found in "The Red Wheelbarrow"'
     assert "there was no draft in it" in answer.get_content()
 
 
-def test_an_html_only_poem_keeps_its_lines(db, clock, worker) -> None:  # noqa: ANN001
+def test_an_html_only_poem_keeps_its_lines(db, clock, worker) -> None:
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = "ann@example.net", "poets@example.org", "Spring"
     msg["Message-ID"] = "<html-1@example.net>"
@@ -140,7 +133,7 @@ def test_an_html_only_poem_keeps_its_lines(db, clock, worker) -> None:  # noqa: 
     assert submission["body"] == "the rain\n   on the roof\nand then"
 
 
-def test_a_draft_attached_as_txt_is_read(db, clock, worker) -> None:  # noqa: ANN001
+def test_a_draft_attached_as_txt_is_read(db, clock, worker) -> None:
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = "ann@example.net", "poets@example.org", "Chapter 1"
     msg["Message-ID"] = "<att-1@example.net>"
@@ -156,7 +149,7 @@ def test_a_draft_attached_as_txt_is_read(db, clock, worker) -> None:  # noqa: AN
     assert submission == {"body": "It was a dark\nand stormy night.", "word_count": 7}
 
 
-def test_mail_without_message_id_is_deduplicated_by_content(db, clock, worker) -> None:  # noqa: ANN001
+def test_mail_without_message_id_is_deduplicated_by_content(db, clock, worker) -> None:
     raw = draft(message_id=None)
     first, second = spool_one(db, clock, raw), spool_one(db, clock, raw)
     assert worker.process(first) == "done"
@@ -164,7 +157,7 @@ def test_mail_without_message_id_is_deduplicated_by_content(db, clock, worker) -
     assert spool.get(db, second.id).outcome == (
         f"the same mail as inbound #{first.id}; nothing was done again"
     )
-    assert len(outgoing(db)) == 1
+    assert len(queued_mails(db)) == 1
 
 
 def robustness_set() -> list[Path]:
@@ -185,17 +178,17 @@ def test_the_robustness_set_is_present() -> None:
     corpus(robustness_set(), SHARED / "corpora", "the robustness mails"),
     ids=lambda p: f"{p.parent.name}/{p.name}",
 )
-def test_odd_real_world_mail_never_crashes_the_worker(db, clock, worker, path: Path) -> None:  # noqa: ANN001
+def test_odd_real_world_mail_never_crashes_the_worker(db, clock, worker, path: Path) -> None:
     mail = spool_one(db, clock, path.read_bytes())
     status = worker.process(mail)
     after = spool.get(db, mail.id)
     assert status in spool.STATUSES and status not in ("new", "failed"), after.error
     assert after.outcome
-    for answer in outgoing(db):  # whoever gets an answer gets readable text, never a traceback
+    for answer in queued_mails(db):  # whoever gets an answer gets readable text, never a traceback
         assert "Traceback" not in answer.get_content()
 
 
-def test_a_flowed_poem_keeps_every_break_and_indent(db, clock, worker) -> None:  # noqa: ANN001
+def test_a_flowed_poem_keeps_every_break_and_indent(db, clock, worker) -> None:
     # As Thunderbird sends it: soft breaks end in a space, indented lines are space-stuffed.
     flowed = (
         "so much depends\r\nupon\r\n\r\n   a red wheel\r\nbarrow\r\n\r\nglazed with rain \r\n"
@@ -214,7 +207,7 @@ def test_a_flowed_poem_keeps_every_break_and_indent(db, clock, worker) -> None: 
     )
 
 
-def test_a_draft_attached_as_docx_is_read_and_forwarded(db, clock, worker) -> None:  # noqa: ANN001
+def test_a_draft_attached_as_docx_is_read_and_forwarded(db, clock, worker) -> None:
     import io
 
     import docx
@@ -251,7 +244,7 @@ def test_odd_real_world_mail_from_a_member_becomes_a_readable_draft_or_a_clear_a
     db,
     clock,
     worker,
-    path: Path,  # noqa: ANN001
+    path: Path,
 ) -> None:
     # The same mails, as if a member had sent them: whatever the MIME, the draft comes out
     # as readable text, or the member is told why not; the worker never fails.

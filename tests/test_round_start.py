@@ -22,12 +22,12 @@ class Meddling(Composer):
     """A composer that, when asked for the round's first assignment mail, lets another
     process change the database through its own connection."""
 
-    def __init__(self, clock, meddle: Callable[[], None]) -> None:  # noqa: ANN001
+    def __init__(self, clock, meddle: Callable[[], None]) -> None:
         super().__init__(clock)
         self.meddle = meddle
         self.meddled = 0
 
-    def compose(self, circle, name, context, **kwargs):  # noqa: ANN001, ANN003, ANN201
+    def compose(self, circle, name, context, **kwargs):
         if name == "assignment" and not self.meddled:
             self.meddled += 1
             self.meddle()
@@ -35,7 +35,7 @@ class Meddling(Composer):
 
 
 @pytest.fixture
-def queued(db, clock, poets):  # noqa: ANN001, ANN201
+def queued(db, clock, poets):
     """Ann's and Ben's drafts wait; Cid and Dee are members too."""
     members.add(db, clock, poets, "cid@example.net", "Cid")
     members.add(db, clock, poets, "dee@example.net", "Dee")
@@ -45,7 +45,7 @@ def queued(db, clock, poets):  # noqa: ANN001, ANN201
     return poets
 
 
-def other_process(db_path, change: Callable) -> Callable[[], None]:  # noqa: ANN001
+def other_process(db_path, change: Callable) -> Callable[[], None]:
     def meddle() -> None:
         other = database.connect(db_path)
         try:
@@ -61,7 +61,7 @@ def test_a_member_paused_while_the_round_is_planned_gets_no_assignment(
     db,
     db_path,
     clock,
-    queued,  # noqa: ANN001
+    queued,
 ) -> None:
     cid = members.find(db, queued, "cid@example.net")
     assert cid is not None
@@ -83,9 +83,9 @@ def test_a_round_started_meanwhile_by_another_process_is_not_written_twice(
     db,
     db_path,
     clock,
-    queued,  # noqa: ANN001
+    queued,
 ) -> None:
-    def start_elsewhere(other) -> None:  # noqa: ANN001
+    def start_elsewhere(other) -> None:
         other.execute(
             "INSERT INTO rounds (circle_id, number, starts_at) VALUES (?, 1, ?)",
             [queued.id, clock.now().isoformat()],
@@ -103,9 +103,9 @@ def test_the_scheduler_leaves_a_round_another_process_started(
     db,
     db_path,
     clock,
-    queued,  # noqa: ANN001
+    queued,
 ) -> None:
-    def start_elsewhere(other) -> None:  # noqa: ANN001
+    def start_elsewhere(other) -> None:
         other.execute(
             "INSERT INTO rounds (circle_id, number, starts_at) VALUES (?, 1, ?)",
             [queued.id, clock.now().isoformat()],

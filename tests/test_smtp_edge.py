@@ -39,7 +39,7 @@ def spool_count(db_path: Path) -> int:
         db.close()
 
 
-def test_a_mail_that_cannot_be_committed_gets_451_not_250(edge) -> None:  # noqa: ANN001
+def test_a_mail_that_cannot_be_committed_gets_451_not_250(edge) -> None:
     server, db_path = edge
     db = database.connect(db_path)
     db.execute(
@@ -59,7 +59,7 @@ def test_a_mail_that_cannot_be_committed_gets_451_not_250(edge) -> None:  # noqa
     db.close()
 
 
-def test_concurrent_senders_each_get_250_for_a_committed_mail(edge) -> None:  # noqa: ANN001
+def test_concurrent_senders_each_get_250_for_a_committed_mail(edge) -> None:
     server, db_path = edge
     accepted: list[str] = []
 
@@ -81,7 +81,7 @@ def test_concurrent_senders_each_get_250_for_a_committed_mail(edge) -> None:  # 
     assert stored == sorted(accepted) and len(stored) == 200
 
 
-def test_a_circle_created_after_start_is_accepted_at_once(edge) -> None:  # noqa: ANN001
+def test_a_circle_created_after_start_is_accepted_at_once(edge) -> None:
     server, db_path = edge
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         send(server.listen.port, draft(), mail_from="a@example.net", to=["prose@example.org"])

@@ -3,14 +3,12 @@ mail, and the digest's conversations and milestones: worker level, then over rea
 
 from __future__ import annotations
 
-import email
-import email.policy
 import time
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import pytest
-from conftest import CapturingRelay, Serve, send
+from conftest import CapturingRelay, Serve, queued_mails, send
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,7 +31,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def worker(db, clock, poets) -> Worker:  # noqa: ANN001
+def worker(db, clock, poets) -> Worker:
     members.add(db, clock, poets, "cid@example.net", "Cid")
     members.add(db, clock, poets, "mo@example.net", "Mo", role=members.MODERATOR)
     return Worker(db, clock, Composer(clock))
@@ -65,19 +63,11 @@ def mail(
     return msg.as_bytes()
 
 
-def deliver(db, clock, worker, raw: bytes, to: str = TALK, mail_from: str = "x@example.net"):  # noqa: ANN001, ANN201
+def deliver(db, clock, worker, raw: bytes, to: str = TALK, mail_from: str = "x@example.net"):
     [spool_id] = spool.store(
         db, clock, source="smtp", peer="", mail_from=mail_from, recipients=[(to, 1)], raw=raw
     )
     return worker.process(spool.get(db, spool_id)), spool.get(db, spool_id)
-
-
-def sent(db, purpose: str | None = None) -> list[EmailMessage]:  # noqa: ANN001
-    where, args = ("WHERE purpose = ?", [purpose]) if purpose else ("", [])
-    return [
-        email.message_from_bytes(row["raw"], policy=email.policy.default)  # type: ignore[misc]
-        for row in db.query(f"SELECT raw FROM outbox {where} ORDER BY id", args)
-    ]
 
 
 def text_of(message: EmailMessage) -> str:
@@ -125,11 +115,11 @@ def test_zones_and_names_are_checked_as_a_member_types_them() -> None:
 # --- a post goes to everyone --------------------------------------------------------------
 
 
-def test_a_post_reaches_every_member_but_the_sender_once_as_list_mail(db, clock, worker) -> None:  # noqa: ANN001
+def test_a_post_reaches_every_member_but_the_sender_once_as_list_mail(db, clock, worker) -> None:
     status, row = deliver(db, clock, worker, mail("Ann <ann@example.net>", message_id="<p1@x>"))
     assert status == "done", row.outcome
     assert row.outcome.endswith("sent to 3 members")
-    copies = sent(db, "talk_post")
+    copies = queued_mails(db, "talk_post")
     assert sorted(m["To"] for m in copies) == [
         "ben@example.net",
         "cid@example.net",
@@ -152,7 +142,7 @@ def test_a_post_reaches_every_member_but_the_sender_once_as_list_mail(db, clock,
     assert deliver(db, clock, worker, mail("ann@example.net", message_id="<p1@x>"))[0] == (
         "duplicate"
     )
-    assert len(sent(db, "talk_post")) == 3
+    assert len(queued_mails(db, "talk_post")) == 3
 
     # A reply threads under it, tagged once; to poets@ by mistake it is still talk.
     reply = mail(
@@ -167,7 +157,7 @@ def test_a_post_reaches_every_member_but_the_sender_once_as_list_mail(db, clock,
     status, row = deliver(db, clock, worker, reply, "poets@example.org")
     assert status == "done" and "talk post" in row.outcome, row.outcome
     assert db.execute("SELECT COUNT(*) FROM submissions").fetchone() == (0,)  # not a draft
-    answers = [m for m in sent(db, "talk_post") if m["Message-ID"] == "<p2@x>"]
+    answers = [m for m in queued_mails(db, "talk_post") if m["Message-ID"] == "<p2@x>"]
     assert sorted(m["To"] for m in answers) == [
         "ann@example.net",
         "cid@example.net",
@@ -186,7 +176,7 @@ def test_the_author_gets_their_own_post_only_if_they_ask_and_reply_to_can_be_the
     db,
     clock,
     worker,
-    poets,  # noqa: ANN001
+    poets,
 ) -> None:
     deliver(
         db,
@@ -195,14 +185,14 @@ def test_the_author_gets_their_own_post_only_if_they_ask_and_reply_to_can_be_the
         mail("ann@example.net", "poets+talk-self@example.org"),
         "poets+talk-self@example.org",
     )
-    assert sent(db, "talk_choice")[-1]["Subject"] == "Poets talk: every post as it comes"
-    assert "You get a copy of your own posts." in text_of(sent(db, "talk_choice")[-1])
+    assert queued_mails(db, "talk_choice")[-1]["Subject"] == "Poets talk: every post as it comes"
+    assert "You get a copy of your own posts." in text_of(queued_mails(db, "talk_choice")[-1])
     from mailcircle.circle import circles
 
     circle = circles.set_setting(db, poets, "talk_reply_to", "author")
     circle = circles.set_setting(db, circle, "talk_subject_tag", "[verse]")
     deliver(db, clock, worker, mail("ann@example.net", subject="Mine too"))
-    copies = sent(db, "talk_post")
+    copies = queued_mails(db, "talk_post")
     assert "ann@example.net" in [m["To"] for m in copies]
     assert {m["Reply-To"] for m in copies} == {"ann@example.net"}
     assert {m["Subject"] for m in copies} == {"[verse] Mine too"}
@@ -210,7 +200,7 @@ def test_the_author_gets_their_own_post_only_if_they_ask_and_reply_to_can_be_the
         circles.set_setting(db, circle, "talk_reply_to", "everyone")
 
 
-def test_reading_choices_each_digest_off(db, clock, worker, poets) -> None:  # noqa: ANN001
+def test_reading_choices_each_digest_off(db, clock, worker, poets) -> None:
     deliver(
         db,
         clock,
@@ -225,7 +215,7 @@ def test_reading_choices_each_digest_off(db, clock, worker, poets) -> None:  # n
         mail("mo@example.net", "poets+request@example.org", "talk-off"),
         "poets+request@example.org",
     )
-    answers = sent(db, "talk_choice")
+    answers = queued_mails(db, "talk_choice")
     assert [m["Subject"] for m in answers] == [
         "Poets talk: in your weekly digest",
         "Poets talk: off",
@@ -242,7 +232,10 @@ def test_reading_choices_each_digest_off(db, clock, worker, poets) -> None:  # n
         worker,
         mail("ben@example.net", subject="Journals for prose poems?", body="Any tips?\n"),
     )
-    assert sorted(m["To"] for m in sent(db, "talk_post")) == ["ann@example.net", "ben@example.net"]
+    assert sorted(m["To"] for m in queued_mails(db, "talk_post")) == [
+        "ann@example.net",
+        "ben@example.net",
+    ]
 
     # Cid's status says how Cid reads the talk; the help text lists the choices.
     deliver(
@@ -252,7 +245,7 @@ def test_reading_choices_each_digest_off(db, clock, worker, poets) -> None:  # n
         mail("cid@example.net", "poets+status@example.org"),
         "poets+status@example.org",
     )
-    assert "you read it in your weekly digest" in text_of(sent(db, "status")[-1])
+    assert "you read it in your weekly digest" in text_of(queued_mails(db, "status")[-1])
     deliver(
         db,
         clock,
@@ -260,12 +253,12 @@ def test_reading_choices_each_digest_off(db, clock, worker, poets) -> None:  # n
         mail("cid@example.net", "poets+help@example.org"),
         "poets+help@example.org",
     )
-    assert "talk-digest   collected in your weekly digest" in text_of(sent(db, "help")[-1])
+    assert "talk-digest   collected in your weekly digest" in text_of(queued_mails(db, "help")[-1])
 
     clock.advance(days=6, hours=9)  # Sunday 18:00 UTC: everyone's digest
     with transaction(db):
         digest.send_due_digests(db, clock, Composer(clock), poets)
-    digests = {m["To"]: text_of(m) for m in sent(db, "digest")}
+    digests = {m["To"]: text_of(m) for m in queued_mails(db, "digest")}
     assert "CONVERSATIONS THIS WEEK" in digests["cid@example.net"]
     assert "A journal took my poem!" in digests["cid@example.net"]  # short posts, whole
     assert '"First acceptance!", Ann started it, 0 replies' in digests["cid@example.net"]
@@ -278,30 +271,30 @@ def test_a_strangers_post_is_held_and_moderators_are_told_how_to_release_it(
     db,
     clock,
     worker,
-    poets,  # noqa: ANN001
+    poets,
 ) -> None:
     status, row = deliver(db, clock, worker, mail("Zed <zed@else.net>", subject="Buy now"))
     assert status == "held" and "not a member" in row.outcome
-    assert sent(db) == []
+    assert queued_mails(db) == []
     assert run_due(db, clock, Composer(clock)).talk == 2
-    [notice] = sent(db, "moderator_notice")
+    [notice] = queued_mails(db, "moderator_notice")
     assert notice["To"] == "mo@example.net"
     assert notice["Subject"] == "[Poets moderators] 1 talk post(s) from non-members held"
     assert f'#{row.id} from zed@else.net: "Buy now"' in text_of(notice)
     assert "mailcircle inbox retry ID" in text_of(notice)
-    [told] = sent(db, "talk_held")
+    [told] = queued_mails(db, "talk_held")
     assert told["To"] == "zed@else.net" and "poets+join@example.org" in text_of(told)
     assert run_due(db, clock, Composer(clock)).talk == 0  # once
-    assert sent(db, "talk_post") == []
+    assert queued_mails(db, "talk_post") == []
     # A flood of posts from strangers never becomes a flood to the moderators.
     for n in range(5):
         deliver(db, clock, worker, mail(f"x{n}@else.net", subject=f"Spam {n}"))
     run_due(db, clock, Composer(clock))
-    assert len(sent(db, "moderator_notice")) == 1  # the next within hours, not now
+    assert len(queued_mails(db, "moderator_notice")) == 1  # the next within hours, not now
     # Released: the moderator makes Zed a member and processes the post again.
     members.add(db, clock, poets, "zed@else.net", "Zed")
     assert worker.process(spool.get(db, row.id)) == "done"
-    assert len(sent(db, "talk_post")) == 4
+    assert len(queued_mails(db, "talk_post")) == 4
 
 
 @pytest.mark.parametrize(
@@ -319,21 +312,21 @@ def test_a_strangers_post_is_held_and_moderators_are_told_how_to_release_it(
 )
 def test_drafts_and_big_files_never_go_out_through_talk(
     db, clock, worker, attach, body, words
-) -> None:  # noqa: ANN001
+) -> None:
     status, row = deliver(db, clock, worker, mail("ann@example.net", body=body, attach=attach))
     assert status == "refused", row.outcome
-    assert sent(db, "talk_post") == []
-    [answer] = sent(db, "talk_refused")
+    assert queued_mails(db, "talk_post") == []
+    [answer] = queued_mails(db, "talk_refused")
     assert answer["To"] == "ann@example.net"
     assert words in text_of(answer)
     if "draft" in words:
         assert "poets@example.org" in text_of(answer)  # where drafts go
 
 
-def test_a_small_picture_goes_along_and_automatic_mail_never_goes_out(db, clock, worker) -> None:  # noqa: ANN001
+def test_a_small_picture_goes_along_and_automatic_mail_never_goes_out(db, clock, worker) -> None:
     picture = ("reading.jpg", "image/jpeg", b"\xff\xd8" + b"\x00" * 2000)
     assert deliver(db, clock, worker, mail("ann@example.net", attach=picture))[0] == "done"
-    copy = sent(db, "talk_post")[0]
+    copy = queued_mails(db, "talk_post")[0]
     assert [p.get_filename() for p in copy.iter_attachments()] == ["reading.jpg"]
     for headers in (
         {"Auto_Submitted": "auto-replied"},
@@ -344,19 +337,19 @@ def test_a_small_picture_goes_along_and_automatic_mail_never_goes_out(db, clock,
     assert deliver(db, clock, worker, mail("ben@example.net", subject="Out of office"))[0] == (
         "ignored"
     )
-    assert len(sent(db, "talk_post")) == 3  # only Ann's picture post
+    assert len(queued_mails(db, "talk_post")) == 3  # only Ann's picture post
 
 
 # --- members' own settings -------------------------------------------------------------
 
 
-def test_timezone_and_name_by_mail(db, clock, worker, poets) -> None:  # noqa: ANN001
+def test_timezone_and_name_by_mail(db, clock, worker, poets) -> None:
     # Still on UTC: the status offers the zone the mail's Date: header suggests.
     status_mail = mail(
         "ben@example.net", "poets+status@example.org", Date="Mon, 02 Mar 2026 10:00:00 +0100"
     )
     deliver(db, clock, worker, status_mail, "poets+status@example.org")
-    status = text_of(sent(db, "status")[-1])
+    status = text_of(queued_mails(db, "status")[-1])
     assert "Your time zone: UTC." in status
     assert "may live in Europe/Paris time" in status and "poets+timezone@example.org" in status
 
@@ -367,7 +360,7 @@ def test_timezone_and_name_by_mail(db, clock, worker, poets) -> None:  # noqa: A
         mail("ben@example.net", "poets+timezone@example.org", "Mars/Olympus"),
         "poets+timezone@example.org",
     )
-    answer = sent(db, "member_setting")[-1]
+    answer = queued_mails(db, "member_setting")[-1]
     assert answer["Subject"] == "Your time zone was not changed"
     assert '"Mars/Olympus" is not a time zone' in text_of(answer)
     assert members.find(db, poets, "ben@example.net").timezone == "UTC"
@@ -379,7 +372,7 @@ def test_timezone_and_name_by_mail(db, clock, worker, poets) -> None:  # noqa: A
         mail("ben@example.net", "poets+request@example.org", "timezone asia/tokyo"),
         "poets+request@example.org",
     )
-    answer = sent(db, "member_setting")[-1]
+    answer = queued_mails(db, "member_setting")[-1]
     assert answer["Subject"] == "Your time zone in Poets: Asia/Tokyo"
     assert "It is now Monday 2 March at 18:00 (Asia/Tokyo)" in text_of(answer)
     assert members.find(db, poets, "ben@example.net").timezone == "Asia/Tokyo"
@@ -392,7 +385,7 @@ def test_timezone_and_name_by_mail(db, clock, worker, poets) -> None:  # noqa: A
         "poets+name@example.org",
     )
     assert members.find(db, poets, "ben@example.net").name == "Ben Okri Jr"
-    assert sent(db, "member_setting")[-1]["Subject"] == "Your name in Poets: Ben Okri Jr"
+    assert queued_mails(db, "member_setting")[-1]["Subject"] == "Your name in Poets: Ben Okri Jr"
     deliver(
         db,
         clock,
@@ -400,9 +393,11 @@ def test_timezone_and_name_by_mail(db, clock, worker, poets) -> None:  # noqa: A
         mail("ben@example.net", "poets+name@example.org", "", " \n"),
         "poets+name@example.org",
     )
-    assert sent(db, "member_setting")[-1]["Subject"] == "Your name was not changed"
+    assert queued_mails(db, "member_setting")[-1]["Subject"] == "Your name was not changed"
     deliver(db, clock, worker, mail("ben@example.net", subject="Hi"))
-    assert sent(db, "talk_post")[0]["From"] == "Ben Okri Jr via Poets <poets+talk@example.org>"
+    assert (
+        queued_mails(db, "talk_post")[0]["From"] == "Ben Okri Jr via Poets <poets+talk@example.org>"
+    )
     # Strangers cannot set anything.
     deliver(
         db,
@@ -418,7 +413,7 @@ def test_timezone_moves_the_due_date_in_the_next_assignment_and_the_digest_hour(
     db,
     clock,
     worker,
-    poets,  # noqa: ANN001
+    poets,
 ) -> None:
     deliver(
         db,
@@ -434,11 +429,11 @@ def test_timezone_moves_the_due_date_in_the_next_assignment_and_the_digest_hour(
         mail("ann@example.net", "poets@example.org", "Fog", "the fog comes\n"),
         "poets@example.org",
     )
-    ack = sent(db, "submission_ack")[-1]
+    ack = queued_mails(db, "submission_ack")[-1]
     assert "The next round starts Monday 9 March 2026 at 09:00 (UTC)" in text_of(ack)  # Ann: UTC
     with transaction(db):
         assignments.start_round(db, clock, Composer(clock), poets, clock.now())
-    by_reviewer = {m["To"]: text_of(m) for m in sent(db, "assignment")}
+    by_reviewer = {m["To"]: text_of(m) for m in queued_mails(db, "assignment")}
     assert (
         "send your critique by Monday 9 March at 18:00 (Asia/Tokyo)"
         in by_reviewer["ben@example.net"]
@@ -449,14 +444,14 @@ def test_timezone_moves_the_due_date_in_the_next_assignment_and_the_digest_hour(
     assert run_due(db, clock, Composer(clock)).digests == 0
     clock.advance(minutes=1)
     run_due(db, clock, Composer(clock))
-    assert [m["To"] for m in sent(db, "digest")] == ["ben@example.net"]
-    assert "Monday 9 March at 18:00 (Asia/Tokyo)" in text_of(sent(db, "digest")[0])
+    assert [m["To"] for m in queued_mails(db, "digest")] == ["ben@example.net"]
+    assert "Monday 9 March at 18:00 (Asia/Tokyo)" in text_of(queued_mails(db, "digest")[0])
 
 
 # --- milestones ---------------------------------------------------------------------------
 
 
-def test_the_digest_names_milestones_plainly(db, clock, worker, poets) -> None:  # noqa: ANN001
+def test_the_digest_names_milestones_plainly(db, clock, worker, poets) -> None:
     composer = Composer(clock)
     deliver(
         db,
@@ -506,7 +501,7 @@ def test_the_digest_names_milestones_plainly(db, clock, worker, poets) -> None: 
     clock.advance(days=5, hours=9)
     with transaction(db):
         digest.send_due_digests(db, clock, composer, poets)
-    text = text_of(next(m for m in sent(db, "digest") if m["To"] == "cid@example.net"))
+    text = text_of(next(m for m in queued_mails(db, "digest") if m["To"] == "cid@example.net"))
     section = text.split("WORTH A SMILE\n")[1].split("\n\n")[0]
     assert section.splitlines() == [
         '  Ann shared a first draft with the circle: "Fog".',

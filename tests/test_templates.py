@@ -33,18 +33,18 @@ def test_a_template_uses_exactly_its_contexts_fields(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CONTEXTS))
-def test_a_template_renders_a_subject_and_a_body(clock, name: str) -> None:  # noqa: ANN001
+def test_a_template_renders_a_subject_and_a_body(clock, name: str) -> None:
     subject, body = Composer(clock).render(name, sample(CONTEXTS[name]))
     assert subject and "\n" not in subject and "{{" not in subject
     assert body.strip() and "{{" not in body and "{%" not in body
 
 
-def test_a_context_of_the_wrong_kind_is_refused(clock) -> None:  # noqa: ANN001
+def test_a_context_of_the_wrong_kind_is_refused(clock) -> None:
     with pytest.raises(Exception, match="template submission_ack needs"):
         Composer(clock).render("submission_ack", sample(CONTEXTS["not_a_member"]))
 
 
-def test_a_circle_can_replace_a_template_with_its_own(db, clock, poets, tmp_path) -> None:  # noqa: ANN001
+def test_a_circle_can_replace_a_template_with_its_own(db, clock, poets, tmp_path) -> None:
     from click.testing import CliRunner
 
     from mailcircle.circle import circles

@@ -16,14 +16,14 @@ from mailcircle.inbound.process import Worker
 from mailcircle.outbound.compose import Composer
 
 
-def deliver(db, clock, worker, raw: bytes, to: str) -> None:  # noqa: ANN001
+def deliver(db, clock, worker, raw: bytes, to: str) -> None:
     [spool_id] = spool.store(
         db, clock, source="smtp", peer="", mail_from="x@example.net", recipients=[(to, 1)], raw=raw
     )
     assert worker.process(spool.get(db, spool_id)) == "done"
 
 
-def last(db, purpose: str) -> EmailMessage:  # noqa: ANN001
+def last(db, purpose: str) -> EmailMessage:
     row = db.execute(
         "SELECT raw FROM outbox WHERE purpose = ? ORDER BY id DESC", [purpose]
     ).fetchone()
@@ -43,7 +43,7 @@ def answer(to_message: EmailMessage, sender: str, body: str) -> bytes:
     return msg.as_bytes()
 
 
-def test_a_whole_conversation_threads_for_the_author_and_the_reviewer(db, clock, poets) -> None:  # noqa: ANN001
+def test_a_whole_conversation_threads_for_the_author_and_the_reviewer(db, clock, poets) -> None:
     worker = Worker(db, clock, Composer(clock))
     deliver(db, clock, worker, draft(), "poets@example.org")
     ack = last(db, "submission_ack")

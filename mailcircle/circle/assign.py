@@ -24,6 +24,7 @@ import random
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 EXACT_MEMBERS = 200  # circles up to this many reviewers are planned exactly
 CANDIDATES_PER_SLOT = 24  # greedy: how many reviewers of the lightest load to weigh
@@ -166,7 +167,7 @@ def _select_drafts(
     return selected, deferred
 
 
-def _exact(drafts, reviewers, wanted, cap, tier, recent_load, tiebreak):  # noqa: ANN001, ANN202
+def _exact(drafts, reviewers, wanted, cap, tier, recent_load, tiebreak):
     """Optimal assignment, one layer of load at a time (scipy's linear_sum_assignment).
 
     Layer ``u`` gives each reviewer at most one more draft, so everyone's first assignment
@@ -226,7 +227,7 @@ def _exact(drafts, reviewers, wanted, cap, tier, recent_load, tiebreak):  # noqa
     return chosen
 
 
-def _greedy(drafts, reviewers, wanted, cap, tier, recent_load, tiebreak):  # noqa: ANN001, ANN202
+def _greedy(drafts, reviewers, wanted, cap, tier, recent_load, tiebreak):
     """Bucket reviewers by this round's load; weigh a bounded few of the lightest per slot."""
     buckets: list[list[int]] = [sorted(reviewers, key=lambda r: (recent_load[r], tiebreak[r]))]
     buckets += [[] for _ in range(cap)]
@@ -238,7 +239,7 @@ def _greedy(drafts, reviewers, wanted, cap, tier, recent_load, tiebreak):  # noq
             pick = None
             for load in range(cap):
                 bucket = buckets[load]
-                candidates = []
+                candidates: list[tuple[Any, int, int]] = []
                 index = cursor[load]
                 while index < len(bucket) and len(candidates) < CANDIDATES_PER_SLOT:
                     r = bucket[index]

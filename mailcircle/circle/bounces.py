@@ -48,7 +48,7 @@ def record(
 ) -> str:
     """Record one bounce; pause delivery to the member once their score reaches the limit."""
     kind = kind_of(status, hard=hard)
-    db["bounces"].insert(
+    db.table("bounces").insert(
         {
             "member_id": member.id,
             "spool_id": spool_id,

@@ -84,7 +84,7 @@ def create(db: Database, clock: Clock, address: str, name: str) -> Circle:
         if db.execute("SELECT 1 FROM circles WHERE address = ?", [address]).fetchone():
             raise AlreadyExists(f"there is already a circle at {address}")
         row_id = (
-            db["circles"]
+            db.table("circles")
             .insert(
                 {"address": address, "name": name, "settings": "{}", "created_at": iso(clock.now())}
             )
@@ -135,5 +135,5 @@ def set_setting(db: Database, circle: Circle, key: str, text: str) -> Circle:
     stored = dict(circle.settings, **{key: value})
     check_together(settings_from_json(stored))
     with transaction(db):
-        db["circles"].update(circle.id, {"settings": json.dumps(stored, sort_keys=True)})
+        db.table("circles").update(circle.id, {"settings": json.dumps(stored, sort_keys=True)})
     return get(db, circle.address, row_id=circle.id)

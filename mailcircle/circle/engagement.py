@@ -13,12 +13,13 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from mailcircle.circle import members, talk
+from mailcircle.circle import mailing, members, talk
 from mailcircle.circle.circles import Circle
 from mailcircle.clock import Clock, iso
 from mailcircle.db import transaction
 from mailcircle.errors import MailcircleError
-from mailcircle.outbound import compose, outbox
+from mailcircle.outbound import compose
+from mailcircle.rows import new_id
 
 
 def add(db: Database, clock: Clock, circle: Circle, day: str, topic: str) -> int:
@@ -31,9 +32,8 @@ def add(db: Database, clock: Clock, circle: Circle, day: str, topic: str) -> int
     if not topic.strip():
         raise MailcircleError("an engagement day needs a topic, e.g. --topic 'Finding readers'")
     with transaction(db):
-        return int(
-            db["engagement_days"]
-            .insert(
+        return new_id(
+            db.table("engagement_days").insert(
                 {
                     "circle_id": circle.id,
                     "day": when.isoformat(),
@@ -42,7 +42,6 @@ def add(db: Database, clock: Clock, circle: Circle, day: str, topic: str) -> int
                     "agenda_sent_at": None,
                 }
             )
-            .last_pk
         )
 
 
@@ -114,7 +113,7 @@ def send_agendas(db: Database, clock: Clock, composer: compose.Composer, circle:
                 ),
                 to=member.email,
             )
-            outbox.queue_for_circle(db, circle, message, now=clock.now(), purpose="agenda")
+            mailing.queue_for_circle(db, circle, message, now=clock.now(), purpose="agenda")
             sent += 1
         db.execute(
             "UPDATE engagement_days SET agenda_sent_at = ? WHERE id = ?",
@@ -228,7 +227,7 @@ def send_kickoffs(db: Database, clock: Clock, composer: compose.Composer, circle
             )
             talk.as_list_mail(message, circle)
             talk.keep_thread(message, message_id, "", ())
-            if outbox.queue_for_circle(db, circle, message, now=now, purpose="engagement_kickoff"):
+            if mailing.queue_for_circle(db, circle, message, now=now, purpose="engagement_kickoff"):
                 sent += 1
         db.execute(
             "UPDATE engagement_days SET kickoff_sent_at = ?, kickoff_message_id = ? WHERE id = ?",

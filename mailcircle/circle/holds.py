@@ -27,7 +27,7 @@ def create(
 ) -> str:
     """A new token bound to ``email`` and the held mail; returns the token."""
     token = secrets.token_hex(12)
-    db["confirmations"].insert(
+    db.table("confirmations").insert(
         {
             "token": token,
             "circle_id": circle_id,

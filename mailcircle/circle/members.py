@@ -13,7 +13,7 @@ from mailcircle.circle.circles import Circle
 from mailcircle.clock import Clock, iso
 from mailcircle.db import transaction
 from mailcircle.errors import AlreadyExists, MailcircleError, NotFound
-from mailcircle.outbound.compose import clean
+from mailcircle.text import clean
 
 ACTIVE = "active"
 PAUSED = "paused"
@@ -80,9 +80,9 @@ def add(
             "left_at": None,
         }
         if existing:  # someone who left and comes back keeps their history
-            db["members"].update(existing.id, values)
+            db.table("members").update(existing.id, values)
         else:
-            db["members"].insert(values)
+            db.table("members").insert(values)
     member = find(db, circle, email)
     assert member is not None
     return member
@@ -95,7 +95,7 @@ def remove(db: Database, clock: Clock, circle: Circle, email: str) -> Member:
         member = find(db, circle, email)
         if member is None:
             raise NotFound(f"{email} is not a member of {circle.address}")
-        db["members"].update(member.id, {"status": LEFT, "left_at": iso(clock.now())})
+        db.table("members").update(member.id, {"status": LEFT, "left_at": iso(clock.now())})
     return member
 
 

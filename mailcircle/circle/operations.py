@@ -77,7 +77,7 @@ def set_member(
     if not values:
         raise MailcircleError("nothing to change: give --name, --timezone, --moderator or --member")
     with transaction(db):
-        db["members"].update(member.id, values)
+        db.table("members").update(member.id, values)
     return members.get_by_id(db, member.id)
 
 

@@ -11,6 +11,7 @@ from sqlite_utils import Database
 
 from mailcircle.clock import iso
 from mailcircle.errors import MailcircleError, NotFound
+from mailcircle.rows import new_id
 
 QUEUED = "queued"
 UNTITLED = "(untitled)"
@@ -68,9 +69,8 @@ def create(
     now: datetime,
 ) -> int:
     """Store a draft in the queue. Call inside the transaction that answers its mail."""
-    return int(
-        db["submissions"]
-        .insert(
+    return new_id(
+        db.table("submissions").insert(
             {
                 "circle_id": circle_id,
                 "member_id": member_id,
@@ -85,7 +85,6 @@ def create(
                 "submitted_at": iso(now),
             }
         )
-        .last_pk
     )
 
 

@@ -22,11 +22,12 @@ from typing import Any
 from sqlite_utils import Database
 
 from mailcircle import addresses
-from mailcircle.circle import assignments, members
+from mailcircle.circle import assignments, mailing, members
 from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
 from mailcircle.clock import Clock, iso
-from mailcircle.outbound import compose, outbox
+from mailcircle.outbound import compose
+from mailcircle.rows import new_id
 
 EACH, DIGEST, OFF = "each", "digest", "off"
 CHOICES = (EACH, DIGEST, OFF)
@@ -194,9 +195,8 @@ def distribute(
     parent = find_post(db, circle, (*post.references, post.in_reply_to))
     day = todays_engagement(db, circle, now)
     base, _ = base_subject(post.subject, tag(circle))
-    post_id = int(
-        db["talk_posts"]
-        .insert(
+    post_id = new_id(
+        db.table("talk_posts").insert(
             {
                 "circle_id": circle.id,
                 "member_id": author.id,
@@ -211,7 +211,6 @@ def distribute(
                 "posted_at": iso(now),
             }
         )
-        .last_pk
     )
     if parent is None:
         db.execute("UPDATE talk_posts SET thread_id = id WHERE id = ?", [post_id])
@@ -241,7 +240,7 @@ def distribute(
         as_list_mail(message, circle, author.greeting_name)
         keep_thread(message, post.message_id, post.in_reply_to, post.references)
         queued.append(
-            outbox.queue_for_circle(
+            mailing.queue_for_circle(
                 db, circle, message, now=now, purpose="talk_post", spool_id=spool_id
             )
         )
@@ -340,7 +339,7 @@ def tell_about_held(db: Database, clock: Clock, composer: compose.Composer, circ
                 to=from_addr,
                 thread=(message_id,) if message_id else (),
             )
-            outbox.queue_for_circle(
+            mailing.queue_for_circle(
                 db, circle, message, now=clock.now(), purpose="talk_held", spool_id=spool_id
             )
             told += 1

@@ -118,7 +118,7 @@ class Answers:
             thread=tuple(submission["thread"].split()) or (submission["message_id"],),
         )
         critique_id = (
-            self.db["critiques"]
+            self.db.table("critiques")
             .insert(
                 {
                     "assignment_id": assignment["id"],

@@ -29,7 +29,7 @@ from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
 from mailcircle.clock import iso, parse_iso
 from mailcircle.errors import Hold, MailcircleError, Refuse
-from mailcircle.inbound.parse import Mail
+from mailcircle.mail import Mail
 from mailcircle.outbound import compose
 
 if TYPE_CHECKING:
@@ -261,10 +261,10 @@ class Commands:
                 ),
             )
             return f"{email} confirmed and joined"
-        member = members.find(self.db, circle, email)
-        if member is None:
+        leaving = members.find(self.db, circle, email)
+        if leaving is None:
             return "a leave confirmation for someone who is no longer a member; ignored"
-        return "confirmed: " + self._leave_now(job, member)
+        return "confirmed: " + self._leave_now(job, leaving)
 
     def _leave_now(self, job: Job, member: Member) -> str:
         circle = job.circle
@@ -575,7 +575,7 @@ class Commands:
 
     def _confirmation(self, circle: Circle, email: str, name: str, purpose: str) -> str:
         token = secrets.token_hex(12)
-        self.db["confirmations"].insert(
+        self.db.table("confirmations").insert(
             {
                 "token": token,
                 "circle_id": circle.id,

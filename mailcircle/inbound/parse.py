@@ -9,7 +9,6 @@ Message-ID comes back as ''.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from email.header import Header, decode_header, make_header
 from email.message import Message
 from html.parser import HTMLParser
@@ -17,40 +16,7 @@ from html.parser import HTMLParser
 import mailparser
 
 from mailcircle import addresses
-
-
-@dataclass(frozen=True)
-class Attachment:
-    filename: str
-    content_type: str
-    payload: bytes
-
-
-@dataclass(frozen=True)
-class Mail:
-    message_id: str
-    from_name: str
-    from_addr: str
-    subject: str
-    text: str  # the readable body: the plain part, else the HTML part as text
-    html: str
-    attachments: tuple[Attachment, ...] = ()
-    in_reply_to: str = ""
-    references: tuple[str, ...] = ()
-    headers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # lower-case names
-    defects: tuple[str, ...] = ()
-
-    def header(self, name: str) -> str:
-        """The first value of a header, '' when absent."""
-        values = self.headers.get(name.lower(), ())
-        return values[0] if values else ""
-
-    @property
-    def thread(self) -> tuple[str, ...]:
-        """The References to give a reply to this mail: its own chain, then itself."""
-        chain = list(self.references) or ([self.in_reply_to] if self.in_reply_to else [])
-        return tuple(chain + ([self.message_id] if self.message_id else []))
-
+from mailcircle.mail import Attachment, Mail
 
 _MSGID = re.compile(r"<[^<>\s]+>")
 

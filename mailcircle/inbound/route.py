@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailcircle import addresses
-from mailcircle.inbound.parse import Mail
+from mailcircle.mail import Mail
 
 DRAFT = "draft"
 COMMAND = "command"

@@ -23,8 +23,8 @@ from mailcircle.circle import holds, members
 from mailcircle.circle.members import Member
 from mailcircle.clock import iso
 from mailcircle.errors import Hold, Ignore
-from mailcircle.inbound.parse import Mail
 from mailcircle.inbound.verify import Verdict
+from mailcircle.mail import Mail
 from mailcircle.outbound import compose, sent
 
 if TYPE_CHECKING:

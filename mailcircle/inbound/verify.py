@@ -125,7 +125,7 @@ def system_dns_txt(name: bytes, timeout: float = DNS_TIMEOUT_SECONDS) -> bytes |
     """The TXT record at ``name`` through the system's resolver (dnspython)."""
     from dkim.dnsplug import get_txt
 
-    return get_txt(name, timeout=min(timeout, DNS_TIMEOUT_SECONDS))  # type: ignore[no-any-return]
+    return get_txt(name, timeout=min(timeout, DNS_TIMEOUT_SECONDS))
 
 
 def dkim_signers(raw: bytes, dns_txt: DnsTxt) -> list[str]:

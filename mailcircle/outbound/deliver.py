@@ -158,9 +158,9 @@ class SMTPRelay:
         except smtplib.SMTPAuthenticationError as err:
             # A setting to fix, not a mail to give up on: retried with backoff meanwhile.
             self.close()
-            reply = _from_reply(err.smtp_code, err.smtp_error)
+            answer = _from_reply(err.smtp_code, err.smtp_error)
             raise DeliveryError(
-                f"the relay refused the login for {self.user!r} ({reply}); "
+                f"the relay refused the login for {self.user!r} ({answer}); "
                 "check outbound.user and the password",
                 permanent=False,
             ) from None
