@@ -359,7 +359,7 @@ def templates_preview(state: _State, name: str, circle_address: str | None) -> N
     for header, value in message.items():
         if header.lower() not in ("content-type", "content-transfer-encoding", "mime-version"):
             click.echo(f"{header}: {value}")
-    body = message.get_body(("plain",))  # type: ignore[attr-defined]
+    body = message.get_body(("plain",))
     click.echo("\n" + (body.get_content() if body is not None else "").replace("\r\n", "\n"))
 
 

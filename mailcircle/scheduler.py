@@ -46,20 +46,6 @@ class DueReport:
             self.rounds or self.reminders or self.expired or self.digests or self.agendas
         ) or bool(self.talk)
 
-    def __str__(self) -> str:
-        parts = self.rounds or ["no round due"]
-        parts += [
-            f"{self.reminders} reminders",
-            f"{self.expired} assignments expired",
-            f"{self.digests} digests",
-            f"{self.agendas} agendas",
-        ]
-        if self.talk:
-            parts.append(f"{self.talk} talk mails")
-        if self.errors:
-            parts.append(f"{len(self.errors)} errors")
-        return "; ".join(parts)
-
 
 def round_due(db: Database, clock: Clock, circle: Circle) -> bool:
     """Whether the circle's latest round start has passed without a round."""

@@ -46,9 +46,6 @@ KNOWN = {
     # process.py marks spooled mail done and failed: the spool should hand the worker a job
     # and record its outcome itself (issue 9: pipeline stages return what happened).
     ("mailcircle.inbound.process", "mailcircle.inbound.spool"),
-    # outbox.queue_for_circle is a shim for process.py, which should call
-    # circle.mailing.queue_for_circle (issue 9); every other caller already does.
-    ("mailcircle.outbound.outbox", "mailcircle.circle.mailing"),
 }
 
 

@@ -332,7 +332,7 @@ def _outer_texts(message: Message) -> list[str]:
         if part.get_content_type() == "message/rfc822":
             return
         if part.is_multipart():
-            for child in part.get_payload():  # type: ignore[union-attr]
+            for child in part.get_payload():
                 if isinstance(child, Message):
                     visit(child)
         elif (

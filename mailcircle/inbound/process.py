@@ -24,7 +24,16 @@ from sqlite_utils import Database
 
 from mailcircle import addresses
 from mailcircle import db as database
-from mailcircle.circle import assignments, circles, holds, members, profile, rounds, submissions
+from mailcircle.circle import (
+    assignments,
+    circles,
+    holds,
+    mailing,
+    members,
+    profile,
+    rounds,
+    submissions,
+)
 from mailcircle.circle.assign import held_back_members
 from mailcircle.circle.circles import Circle
 from mailcircle.clock import Clock, iso, parse_iso
@@ -345,7 +354,7 @@ class Worker:
             job.silenced.append(rcpt)
             return False
         job.queued.append(
-            outbox.queue_for_circle(
+            mailing.queue_for_circle(
                 self.db,
                 job.circle,
                 message,  # type: ignore[arg-type]

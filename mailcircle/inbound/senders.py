@@ -180,32 +180,49 @@ class Senders:
             return ""
         self.mark(circle.id, member.email, "held_noted")
         spool_id = job.spooled.id
+        self._tell_moderators(
+            job,
+            topic=f"Held: {what} from {member.email} could not be verified",
+            details=(
+                f"Inbound message #{spool_id}, {what} from {member.email}, carries no "
+                "proof that they sent it (no aligned DKIM signature, no trusted "
+                "Authentication-Results). They were asked to confirm it. To let it act "
+                'now, reply to this mail with "release"; to drop it, reply "discard". '
+                f"Or: mailcircle inbox release {spool_id} / mailcircle inbox discard "
+                f"{spool_id}. Further held mail from this address today is listed by "
+                "mailcircle inbox list --status held."
+            ),
+            held=spool_id,
+        )
+        return "; moderators told"
+
+    def _tell_moderators(
+        self, job: Job, *, topic: str, details: str, held: int | None = None
+    ) -> None:
+        """A notice to each moderator, queued with this mail. For a ``held`` mail each gets
+        their own token: replying "release" or "discard" decides it."""
+        circle = job.circle
+        assert circle is not None
         for moderator in members.moderators(self.db, circle):
-            token = holds.create(
-                self.db, self.clock, circle.id, moderator.email, holds.MODERATE, spool_id
-            )
+            reply_to = ""
+            if held is not None:
+                token = holds.create(
+                    self.db, self.clock, circle.id, moderator.email, holds.MODERATE, held
+                )
+                reply_to = circle.action_address("confirm", token)
             message = self.composer.compose(
                 circle,
                 "moderator_notice",
                 compose.ModeratorNotice(
                     moderator_name=moderator.greeting_name,
                     circle_name=circle.name,
-                    topic=f"Held: {what} from {member.email} could not be verified",
-                    details=(
-                        f"Inbound message #{spool_id}, {what} from {member.email}, carries no "
-                        "proof that they sent it (no aligned DKIM signature, no trusted "
-                        "Authentication-Results). They were asked to confirm it. To let it act "
-                        'now, reply to this mail with "release"; to drop it, reply "discard". '
-                        f"Or: mailcircle inbox release {spool_id} / mailcircle inbox discard "
-                        f"{spool_id}. Further held mail from this address today is listed by "
-                        "mailcircle inbox list --status held."
-                    ),
+                    topic=topic,
+                    details=details,
                 ),
                 to=moderator.email,
-                reply_to=circle.action_address("confirm", token),
+                reply_to=reply_to,
             )
             self.worker.queue(job, message, "moderator_notice")
-        return "; moderators told"
 
     def confirmation(self, job: Job, row: dict[str, object]) -> str:
         """A reply through a held mail's token: the member or a moderator decides."""
@@ -259,27 +276,16 @@ class Senders:
             return True
         if not self.marked(circle.id, rcpt_to, "capped", since=since):
             self.mark(circle.id, rcpt_to, "capped")
-            for moderator in members.moderators(self.db, circle):
-                self.worker.queue(
-                    job,
-                    self.composer.compose(
-                        circle,
-                        "moderator_notice",
-                        compose.ModeratorNotice(
-                            moderator_name=moderator.greeting_name,
-                            circle_name=circle.name,
-                            topic=f"Answers to {rcpt_to} paused for a day",
-                            details=(
-                                f"More than {ANSWERS_PER_DAY} mails in a day asked the circle "
-                                f"to answer {rcpt_to} without proof that they came from that "
-                                "address. To spare that mailbox, the circle stays silent to it "
-                                "for a day; the mails are kept (mailcircle inbox list)."
-                            ),
-                        ),
-                        to=moderator.email,
-                    ),
-                    "moderator_notice",
-                )
+            self._tell_moderators(
+                job,
+                topic=f"Answers to {rcpt_to} paused for a day",
+                details=(
+                    f"More than {ANSWERS_PER_DAY} mails in a day asked the circle to answer "
+                    f"{rcpt_to} without proof that they came from that address. To spare that "
+                    "mailbox, the circle stays silent to it for a day; the mails are kept "
+                    "(mailcircle inbox list)."
+                ),
+            )
         return False
 
     # --- replies to our own mail, repeats, loops ------------------------------------------

@@ -313,21 +313,3 @@ def listing(db: Database, status: str | None = None, limit: int = 100) -> list[d
             [*params, limit],
         )
     )
-
-
-def queue_for_circle(
-    db: Database,
-    circle: Any,
-    message: Message,
-    *,
-    now: datetime,
-    purpose: str,
-    spool_id: int | None = None,
-) -> int:
-    """Kept for ``inbound/process.py`` until it calls ``circle.mailing.queue_for_circle``
-    (issue 9): the envelope sender is the circle's business, not the outbox's."""
-    from mailcircle.circle import mailing  # the one upward import left (see test_layers.py)
-
-    return mailing.queue_for_circle(
-        db, circle, message, now=now, purpose=purpose, spool_id=spool_id
-    )
