@@ -223,6 +223,7 @@ def test_a_forged_draft_waits_and_acts_only_when_the_member_confirms(circle: Cir
     assert status == "held" and "a draft from ben@example.net could not be verified" in outcome
     [ask] = circle.to("ben@example.net")
     assert ask["Subject"] == 'Did you send this to Poets? "Not Ben\'s poem"'
+    assert ask["In-Reply-To"] == "<forged-1@attacker.test>"  # threads under the mail it asks about
     confirm = str(ask["Reply-To"])
     assert confirm.startswith("poets+confirm-") and confirm in ask.get_content()
     [notice] = circle.to("mo@example.net")
@@ -257,6 +258,8 @@ def test_a_forged_draft_is_dropped_when_the_member_says_no(circle: Circle) -> No
     circle.settle()
     assert circle.rows("SELECT COUNT(*) FROM submissions") == [(0,)]
     assert circle.rows("SELECT status FROM spool WHERE id = 1") == [("ignored",)]
+    notices = [str(m["Subject"]) for m in circle.to("mo@example.net")]
+    assert "[Poets moderators] ben@example.net says a mail in their name was not theirs" in notices
     # The token is closed: a later "yes" changes nothing.
     circle.send(
         mail("ben@example.net", confirm, "Re: Did you", "yes", message_id="<late@x>"),

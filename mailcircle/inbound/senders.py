@@ -167,6 +167,7 @@ class Senders:
             ),
             to=member.email,
             reply_to=confirm,
+            answering=mail,  # threads under the member's own mail in their client
         )
         asked = self.worker.queue(job, message, "confirm_sender")
         noted = self._tell_moderators_once(job, member, what)
@@ -254,6 +255,20 @@ class Senders:
         who = ("moderator " if purpose == holds.MODERATE else "") + email
         if says_no:
             holds.discard(self.db, self.clock, spool_id, who)
+            if purpose == holds.HELD:  # someone wrote in a member's name: moderators hear of it
+                self._tell_moderators(
+                    job,
+                    topic=f"{email} says a mail in their name was not theirs",
+                    details=(
+                        f"Inbound message #{spool_id} came from {email}'s address without proof "
+                        f"that they sent it, and {email} answered that it was not them. It was "
+                        f"dropped and never acted. See it with: mailcircle inbox show {spool_id}"
+                    ),
+                )
+                return (
+                    f"{who} said held message #{spool_id} was not theirs; "
+                    "discarded, moderators told"
+                )
             return f"{who} discarded held message #{spool_id}"
         holds.release(self.db, self.clock, spool_id, who)
         return f"{who} released held message #{spool_id}; it acts now"
