@@ -4,6 +4,7 @@
 # - Chromium, which renders the HTML digest in a test (Debian's chromium);
 # - Postfix, which a test runs as a private instance from deploy/postfix-main.cf.example
 #   (Debian's postfix, installed with "No configuration": the machine's own mail is untouched);
+# - OpenSSL's command line, which makes the DKIM keys the sender-verification tests sign with;
 # - a virtual environment in .venv with mailcircle and its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ need=""
 if ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ]; then need="dovecot-imapd"; fi
 if ! command -v chromium >/dev/null 2>&1; then need="$need chromium"; fi
 if [ ! -x /usr/sbin/postfix ]; then need="$need postfix"; fi
+if ! command -v openssl >/dev/null 2>&1; then need="$need openssl"; fi
 if [ -n "$need" ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
