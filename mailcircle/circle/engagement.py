@@ -94,13 +94,7 @@ def send_agendas(db: Database, clock: Clock, composer: compose.Composer, circle:
     ):
         drafts = _last_round_drafts(db, circle)
         when = date.fromisoformat(day["day"]).strftime("%A %-d %B")
-        for (member_id,) in db.execute(
-            "SELECT member_id FROM engagement_rsvps WHERE engagement_id = ? AND answer = 'yes'",
-            [day["id"]],
-        ).fetchall():
-            member = members.get_by_id(db, member_id)
-            if member.status == members.LEFT:
-                continue
+        for member in _coming(db, day):
             message = composer.compose(
                 circle,
                 "agenda",
@@ -120,6 +114,17 @@ def send_agendas(db: Database, clock: Clock, composer: compose.Composer, circle:
             [iso(clock.now()), day["id"]],
         )
     return sent
+
+
+def _coming(db: Database, day: dict[str, Any]) -> list[members.Member]:
+    """Those who said yes to an engagement day and are still in the circle."""
+    said_yes = db.execute(
+        "SELECT member_id FROM engagement_rsvps WHERE engagement_id = ? AND answer = 'yes'"
+        " ORDER BY member_id",
+        [day["id"]],
+    ).fetchall()
+    found = (members.get_by_id(db, member_id) for (member_id,) in said_yes)
+    return [member for member in found if member.status != members.LEFT]
 
 
 def _last_round_drafts(db: Database, circle: Circle) -> list[str]:
@@ -210,14 +215,7 @@ def send_kickoffs(db: Database, clock: Clock, composer: compose.Composer, circle
             "drafts": "\n".join(_last_round_drafts(db, circle)),
             "talk_address": talk.address(circle),
         }
-        for (member_id,) in db.execute(
-            "SELECT member_id FROM engagement_rsvps WHERE engagement_id = ? AND answer = 'yes'"
-            " ORDER BY member_id",
-            [day["id"]],
-        ).fetchall():
-            member = members.get_by_id(db, member_id)
-            if member.status == members.LEFT:
-                continue
+        for member in _coming(db, day):
             message = composer.compose(
                 circle,
                 "engagement_kickoff",

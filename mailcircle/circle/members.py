@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlite_utils import Database
@@ -155,3 +156,25 @@ def bounce_address(db: Database, circle: Circle, email: str) -> str:
 def by_bounce_token(db: Database, token: str) -> Member | None:
     rows = list(db.query("SELECT * FROM members WHERE bounce_token = ?", [token]))
     return Member.from_row(rows[0]) if rows else None
+
+
+# --- strangers: told how to join at most once a week, whatever they write to --------------
+
+STRANGER_NOTICE_INTERVAL = timedelta(days=7)
+
+
+def stranger_told_lately(db: Database, circle: Circle, email: str, now: datetime) -> bool:
+    """Whether a non-member got an automatic answer from the circle within the interval."""
+    row = db.execute(
+        "SELECT sent_at FROM stranger_notices WHERE circle_id = ? AND email = ?",
+        [circle.id, email],
+    ).fetchone()
+    return bool(row) and row[0] > iso(now - STRANGER_NOTICE_INTERVAL)
+
+
+def remember_stranger_told(db: Database, circle: Circle, email: str, now: datetime) -> None:
+    db.execute(
+        "INSERT INTO stranger_notices (circle_id, email, sent_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (circle_id, email) DO UPDATE SET sent_at = excluded.sent_at",
+        [circle.id, email, iso(now)],
+    )

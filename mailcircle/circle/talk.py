@@ -386,17 +386,9 @@ def _may_tell_moderators(db: Database, clock: Clock, circle: Circle) -> bool:
 def _may_tell_stranger(db: Database, clock: Clock, circle: Circle, email: str) -> bool:
     """One automatic answer per stranger per week (shared with 'how to join' notices)."""
     now = clock.now()
-    row = db.execute(
-        "SELECT sent_at FROM stranger_notices WHERE circle_id = ? AND email = ?",
-        [circle.id, email],
-    ).fetchone()
-    if row and row[0] > iso(now - timedelta(days=7)):
+    if members.stranger_told_lately(db, circle, email, now):
         return False
-    db.execute(
-        "INSERT INTO stranger_notices (circle_id, email, sent_at) VALUES (?, ?, ?)"
-        " ON CONFLICT (circle_id, email) DO UPDATE SET sent_at = excluded.sent_at",
-        [circle.id, email, iso(now)],
-    )
+    members.remember_stranger_told(db, circle, email, now)
     return True
 
 

@@ -17,6 +17,7 @@ import mailparser
 
 from mailcircle import addresses
 from mailcircle.mail import Attachment, Mail
+from mailcircle.text import clean
 
 _MSGID = re.compile(r"<[^<>\s]+>")
 
@@ -214,9 +215,7 @@ def html_to_text(markup: str) -> str:
 
 def _clean(text: str) -> str:
     """No control characters in a value that may reach a header (CR, LF, NUL, other C0)."""
-    if text.isprintable():
-        return text
-    return " ".join("".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text).split())
+    return text if text.isprintable() else clean(text)
 
 
 def _from_header(message: Message) -> tuple[str, str]:

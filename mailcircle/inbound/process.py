@@ -17,7 +17,6 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from sqlite_utils import Database
@@ -36,7 +35,7 @@ from mailcircle.circle import (
 )
 from mailcircle.circle.assign import held_back_members
 from mailcircle.circle.circles import Circle
-from mailcircle.clock import Clock, iso, parse_iso
+from mailcircle.clock import Clock
 from mailcircle.db import transaction
 from mailcircle.errors import Duplicate, Hold, Ignore, Outcome, Refuse, Unhandled
 from mailcircle.inbound import spool
@@ -61,9 +60,6 @@ _OUT_OF_OFFICE = re.compile(
     r"|abwesenheit|absence|r[ée]ponse automatique|fuera de la oficina|respuesta autom)",
     re.IGNORECASE,
 )
-
-
-STRANGER_NOTICE_INTERVAL = timedelta(days=7)
 
 
 class _Away(Exception):
@@ -471,20 +467,12 @@ class Worker:
         mail, circle = job.mail, job.circle
         assert mail is not None and circle is not None
         reason = f"{what} from {mail.from_addr or 'an unknown sender'}, who is not a member"
-        last = self.db.execute(
-            "SELECT sent_at FROM stranger_notices WHERE circle_id = ? AND email = ?",
-            [circle.id, mail.from_addr],
-        ).fetchone()
         now = self.clock.now()
-        if last and now - parse_iso(last[0]) < STRANGER_NOTICE_INTERVAL:
+        if members.stranger_told_lately(self.db, circle, mail.from_addr, now):
             return Ignore(reason + "; they were told how to join lately, so not again")
 
         def remember() -> str:
-            self.db.execute(
-                "INSERT INTO stranger_notices (circle_id, email, sent_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (circle_id, email) DO UPDATE SET sent_at = excluded.sent_at",
-                [circle.id, mail.from_addr, iso(now)],
-            )
+            members.remember_stranger_told(self.db, circle, mail.from_addr, now)
             return ""
 
         return Refuse(
