@@ -755,3 +755,38 @@ def test_one_draft_that_cannot_be_composed_never_stops_the_round(
     assert result.output == "Error: draft #1 was withdrawn already\n"
     listed = CliRunner().invoke(main, ["--config", str(settings), "drafts", "list", CIRCLE])
     assert "Poison" in listed.output and "withdrawn" in listed.output
+
+
+def test_a_100000_character_line_through_the_edge_holds_nobody_up(
+    circle: Circle, keys: dict[str, bytes]
+) -> None:
+    """SMTP allows 998 characters a line, but base64 carries any line: a reviewer's reply
+    whose one line is 100,000 characters of quote marks and blanks is trimmed in time,
+    and the next member's draft is answered as usual."""
+    circle.send(
+        signed(mail("ann@example.net", CIRCLE, "Ann's poem", message_id="<long0@x>"), keys),
+        mail_from="ann@example.net",
+    )
+    circle.settle()
+    [row, *_] = circle.start_round()
+    reviewer = members.get_by_id(circle.db, row["reviewer_id"]).email
+    address = f"poets+c-{row['token']}@example.org"
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = reviewer, address, "Re: critique"
+    msg["Message-ID"] = "<long1@x>"
+    msg.set_content("I liked it.\n" + "> " * 25_000 + " -" * 25_000 + "\n", cte="base64")
+    began = time.monotonic()
+    circle.send(
+        signed(msg.as_bytes(policy=email.policy.SMTP), keys), mail_from=reviewer, to=address
+    )
+    circle.send(
+        signed(mail("ben@example.net", CIRCLE, "Ben's poem", message_id="<long2@x>"), keys),
+        mail_from="ben@example.net",
+    )
+    circle.settle(timeout=60)
+    assert time.monotonic() - began < 30  # generous: a shared 2-core machine
+    delivered = circle.to("ann@example.net")[-1]
+    assert "I liked it." in delivered.get_content()
+    assert [str(m["Subject"]) for m in circle.to("ben@example.net")][-1].startswith(
+        "Queued for the next round"
+    )
