@@ -789,10 +789,10 @@ def test_a_clone_without_the_corpora_skips_saying_why_and_ci_fails(tmp_path: Pat
 
 def test_ci_requires_the_corpora() -> None:
     ci = (Path(__file__).parents[1] / ".ci" / "run").read_text().splitlines()
-    assert "export MAILCIRCLE_REQUIRE_CORPORA=1" in ci
-    assert ci.index("export MAILCIRCLE_REQUIRE_CORPORA=1") < next(
-        n for n, line in enumerate(ci) if ".venv/bin/pytest" in line
-    )
+    # Under CI=true (shared/ beside the clone) a missing corpus fails; a lone clone skips.
+    guard = 'if [ "${CI:-}" = "true" ]; then export MAILCIRCLE_REQUIRE_CORPORA=1; fi'
+    assert guard in ci
+    assert ci.index(guard) < next(n for n, line in enumerate(ci) if ".venv/bin/pytest" in line)
 
 
 def test_export_and_erase_cover_talk_posts(run, db, clock, history) -> None:
