@@ -16,6 +16,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
@@ -434,7 +435,7 @@ def connect(path: str | Path) -> Database:
         # FULL: a commit is on disk before we say 250 for the mail it holds.
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
-        db = Database(conn)
+        db = CircleDatabase(conn)
         migrations.apply(db)
     except sqlite3.DatabaseError as err:
         raise MailcircleError(f"cannot open the database {path}: {err}") from None
@@ -459,15 +460,63 @@ def _create_private(path: Path) -> None:
 # one (one reviewer's). `bench/digest.py` shows the difference (quadratic without it).
 
 
+class CircleDatabase(Database):
+    """sqlite-utils' Database that can put off taking the write lock (``transaction(db,
+    lazy=True)``): its first write, through ``execute`` or ``atomic``, begins the
+    transaction; the reads before it need no lock and never keep a writer waiting."""
+
+    lazy = False  # inside a lazy transaction that has not written yet
+
+    def _begin_if_lazy(self) -> None:
+        if self.lazy and not self.conn.in_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")
+
+    def execute(self, sql: str, parameters: Any = None) -> sqlite3.Cursor:
+        if self.lazy and not self.conn.in_transaction and _writes(sql):
+            self.conn.execute("BEGIN IMMEDIATE")
+        return super().execute(sql, parameters)
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[Database]:
+        self._begin_if_lazy()
+        with super().atomic():
+            yield self
+
+
+def _writes(sql: str) -> bool:
+    """Whether a statement may write (anything but a plain read)."""
+    words = sql.lstrip().split(None, 1)
+    return not words or words[0].upper() not in ("SELECT", "EXPLAIN", "VALUES")
+
+
 @contextlib.contextmanager
-def transaction(db: Database) -> Iterator[Database]:
+def transaction(db: Database, *, lazy: bool = False) -> Iterator[Database]:
     """One write transaction: BEGIN IMMEDIATE, COMMIT on success, ROLLBACK on any error.
 
     Inside another transaction it is a savepoint, undone alone if its block fails.
+    ``lazy`` puts off BEGIN IMMEDIATE until the block's first write (on a CircleDatabase):
+    its reads before that run unlocked, so the lock is held only to write. Each read then
+    sees the newest committed data; a block whose writes depend on what it read must
+    write conditionally (see ``assignments.mark_done``).
     """
-    if db.conn.in_transaction:
+    lazy_db = db if isinstance(db, CircleDatabase) else None
+    if db.conn.in_transaction or (lazy_db and lazy_db.lazy):
         with db.atomic():
             yield db
+        return
+    if lazy and lazy_db:
+        lazy_db.lazy = True
+        try:
+            yield db
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            raise
+        else:
+            if db.conn.in_transaction:
+                db.conn.execute("COMMIT")
+        finally:
+            lazy_db.lazy = False
         return
     db.conn.execute("BEGIN IMMEDIATE")
     try:

@@ -107,6 +107,14 @@ def queue_position(db: Database, circle_id: int, submission_id: int) -> int:
     return int(row[0])
 
 
+def next_queue_position(db: Database, circle_id: int) -> int:
+    """The place in the queue a draft taken now will have."""
+    row = db.execute(
+        "SELECT COUNT(*) FROM submissions WHERE circle_id = ? AND status = ?", [circle_id, QUEUED]
+    ).fetchone()
+    return int(row[0]) + 1
+
+
 WITHDRAWN = "withdrawn"
 
 

@@ -10,16 +10,18 @@ import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlite_utils import Database
+
 from mailcircle import addresses
 from mailcircle.circle import assignments, bounces, members
-from mailcircle.clock import iso, parse_iso
+from mailcircle.clock import Clock, iso, parse_iso
 from mailcircle.errors import Hold, Ignore, Refuse
 from mailcircle.inbound.reply import trim_reply
-from mailcircle.inbound.senders import ANSWERED, LOOP_WINDOW, is_thanks, sounds_away
+from mailcircle.inbound.senders import ANSWERED, LOOP_WINDOW, Senders, is_thanks, sounds_away
 from mailcircle.outbound import compose, sent
 
 if TYPE_CHECKING:
-    from mailcircle.inbound.process import Job, Worker
+    from mailcircle.inbound.job import Job
     from mailcircle.inbound.reply import Trimmed
 
 
@@ -56,11 +58,13 @@ def _closed(assignment: dict[str, Any], reviewer: members.Member) -> str:
 
 
 class Answers:
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.db = worker.db
-        self.clock = worker.clock
-        self.composer = worker.composer
+    def __init__(
+        self, db: Database, clock: Clock, composer: compose.Composer, senders: Senders
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.composer = composer
+        self.senders = senders
 
     def critique(self, job: Job) -> str:
         """A reply to an assignment: deliver it to the author, send the reviewer a receipt."""
@@ -86,7 +90,7 @@ class Answers:
                     reason=closed,
                 ),
             )
-        self.worker.senders.require(job, reviewer, "a critique")
+        self.senders.require(job, reviewer, "a critique")
         reply = self._trim_against_assignment(mail.text, assignment)
         if not reply.text.strip():
             if mail.defects:
@@ -137,7 +141,7 @@ class Answers:
         self.db.execute(
             "UPDATE assignments SET status = ? WHERE id = ?", [assignments.DONE, assignment["id"]]
         )
-        self.worker.queue(job, delivery, "critique_delivery")
+        job.send(delivery, "critique_delivery")
         receipt = self.composer.compose(
             circle,
             "critique_receipt",
@@ -151,7 +155,7 @@ class Answers:
             to=reviewer.email,
             answering=mail,
         )
-        self.worker.queue(job, receipt, "critique_receipt")
+        job.send(receipt, "critique_receipt")
         return (
             f"{'late ' if late else ''}critique #{critique_id} of {submission['title']!r} "
             f"from {reviewer.email} delivered to {author.email}"
@@ -177,7 +181,7 @@ class Answers:
         reviewer = members.get_by_id(self.db, job.assignment["reviewer_id"])
         if job.mail is None or job.mail.from_addr != reviewer.email or reviewer.status != "active":
             raise Ignore(f"not answered because {reason}")
-        if not self.worker.senders.proven(job) and job.circle.config.sender_check != "accept":
+        if not self.senders.proven(job) and job.circle.config.sender_check != "accept":
             raise Ignore(f"not answered because {reason}; not verified, so nobody was paused")
         members.set_status(self.db, reviewer.id, members.PAUSED)
         passed = assignments.pass_on(self.db, self.clock, self.composer, job.circle, reviewer)
@@ -211,7 +215,7 @@ class Answers:
             )
         if sender.status == members.LEFT:
             raise Hold(f"a reply about critique #{critique['id']} from {sender.email}, who left")
-        self.worker.senders.require(job, sender, "a reply about a critique")
+        self.senders.require(job, sender, "a reply about a critique")
         # We know what we sent: the mail they answer (the delivered critique, or the last
         # relayed reply) is not their words, quoted or not.
         ours = sent.answered(
@@ -238,7 +242,7 @@ class Answers:
             reply_to=circle.action_address(addresses.REPLY, route.token),
             thread=(critique["delivered_message_id"],) if critique["delivered_message_id"] else (),
         )
-        self.worker.queue(job, message, "relayed_reply")
+        job.send(message, "relayed_reply")
         number = critique["id"]
         return f"a reply about critique #{number} relayed from {sender.email} to {receiver.email}"
 
@@ -286,7 +290,7 @@ class Answers:
         assert mail is not None and circle is not None
         member = members.find(self.db, circle, mail.from_addr) if mail.from_addr else None
         if member is None:
-            raise self.worker.stranger(job, what="a reply to the circle's mail")
+            raise self.senders.stranger(job, what="a reply to the circle's mail")
         job.answer_to = member.email
         ours = job.answering or sent.answered(
             self.db, (mail.in_reply_to, *reversed(mail.references))
@@ -295,7 +299,7 @@ class Answers:
         words = trim_reply(mail.text, ours=[ours.text] if ours else []).text
         if not words.strip() or is_thanks(words):
             return f"a note from {member.email} in reply to {what}: thanks, recorded"
-        senders = self.worker.senders
+        senders = self.senders
         now = self.clock.now()
         fast = ours is not None and now - parse_iso(ours.created_at) <= LOOP_WINDOW
         if fast and sounds_away(words):
@@ -307,8 +311,7 @@ class Answers:
         if senders.marked(circle.id, member.email, "noted", since=now - timedelta(days=1)):
             return f"a note from {member.email} in reply to {what}; answered once today already"
         senders.mark(circle.id, member.email, "noted")
-        self.worker.queue(
-            job,
+        job.send(
             self.composer.compose(
                 circle,
                 "note_answer",

@@ -14,6 +14,8 @@ import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from sqlite_utils import Database
+
 from mailcircle.circle import (
     assignments,
     digest,
@@ -27,13 +29,15 @@ from mailcircle.circle import (
 from mailcircle.circle.assign import held_back_members
 from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
-from mailcircle.clock import iso, parse_iso
+from mailcircle.clock import Clock, iso, parse_iso
 from mailcircle.errors import Hold, MailcircleError, Refuse
+from mailcircle.inbound.answers import Answers
+from mailcircle.inbound.senders import Senders
 from mailcircle.mail import Mail
 from mailcircle.outbound import compose
 
 if TYPE_CHECKING:
-    from mailcircle.inbound.process import Job, Worker
+    from mailcircle.inbound.job import Job
 
 JOIN, CONFIRM, LEAVE, PAUSE, RESUME, STATUS, HELP, REQUEST = (
     "join",
@@ -91,11 +95,19 @@ def _argument(mail: Mail | None, word: str) -> str:
 
 
 class Commands:
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.db = worker.db
-        self.clock = worker.clock
-        self.composer = worker.composer
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        composer: compose.Composer,
+        senders: Senders,
+        answers: Answers,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.composer = composer
+        self.senders = senders
+        self.answers = answers
 
     def handle(self, job: Job) -> str:
         assert job.mail is not None and job.circle is not None and job.route is not None
@@ -110,7 +122,7 @@ class Commands:
             HELP: self.help,
             DIGEST: self.digest,
             RSVP: self.rsvp,
-            NOTE: self.worker.answers.note,
+            NOTE: self.answers.note,
             TALK: self.talk,  # poets+talk-each@ ... (a post to poets+talk@ never gets here)
             **{f"{TALK}-{choice}": self.talk for choice in (*talk.CHOICES, talk.SELF, talk.NOSELF)},
             TIMEZONE: self.timezone,
@@ -128,7 +140,7 @@ class Commands:
         message = self.composer.compose(
             job.circle, template, context, to=job.answer_to, answering=job.mail, reply_to=reply_to
         )
-        self.worker.queue(job, message, template)
+        job.send(message, template)
 
     def _member(self, job: Job, acting: str = "") -> Member:
         """The member the mail is from, or a polite refusal that explains how to join.
@@ -136,10 +148,10 @@ class Commands:
         assert job.mail is not None and job.circle is not None
         member = members.find(self.db, job.circle, job.mail.from_addr)
         if member is None:
-            raise self.worker.stranger(job, what="a command")
+            raise self.senders.stranger(job, what="a command")
         job.answer_to = member.email
         if acting:
-            self.worker.senders.require(job, member, acting)
+            self.senders.require(job, member, acting)
         return member
 
     def _next_round(self, circle: Circle) -> str:
@@ -193,7 +205,7 @@ class Commands:
         member = self._member(job)
         circle = job.circle
         assert circle is not None
-        if self.worker.senders.proven(job):
+        if self.senders.proven(job):
             return self._leave_now(job, member)
         token = self._confirmation(circle, member.email, member.name, LEAVE)
         confirm = circle.action_address(CONFIRM, token)
@@ -214,7 +226,7 @@ class Commands:
         assert mail is not None and circle is not None and route is not None
         held = holds.find(self.db, route.token, circle.id)
         if held is not None:
-            return self.worker.senders.confirmation(job, held)
+            return self.senders.confirmation(job, held)
         row = self.db.execute(
             "SELECT email, name, purpose, created_at, used_at FROM confirmations"
             " WHERE token = ? AND circle_id = ?",
@@ -384,7 +396,7 @@ class Commands:
                 return self.rsvp(job)
             self.help(job, not_understood="a reply to the digest (it does not go to the circle)")
             return "a reply to the digest; sent the help text"
-        self.worker.senders.require(job, member, f"+digest-{route.token}")
+        self.senders.require(job, member, f"+digest-{route.token}")
         on = route.token == "on"
         digest.set_digest(self.db, member, digest.WEEKLY if on else digest.OFF)
         self._answer(

@@ -19,16 +19,18 @@ import re
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from sqlite_utils import Database
+
 from mailcircle.circle import holds, members
 from mailcircle.circle.members import Member
-from mailcircle.clock import iso
-from mailcircle.errors import Hold, Ignore
-from mailcircle.inbound.verify import Verdict
+from mailcircle.clock import Clock, iso
+from mailcircle.errors import Hold, Ignore, Outcome, Refuse
+from mailcircle.inbound.verify import SenderCheck, Verdict
 from mailcircle.mail import Mail
 from mailcircle.outbound import compose, sent
 
 if TYPE_CHECKING:
-    from mailcircle.inbound.process import Job, Worker
+    from mailcircle.inbound.job import Job
 
 ACCEPT = "accept"
 ANSWERS_PER_DAY = 5  # answers to one unproven address in 24 hours; then silence
@@ -110,12 +112,13 @@ def is_thanks(text: str) -> bool:
 
 
 class Senders:
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.db = worker.db
-        self.clock = worker.clock
-        self.composer = worker.composer
-        self.check = worker.sender_check
+    def __init__(
+        self, db: Database, clock: Clock, composer: compose.Composer, check: SenderCheck
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.composer = composer
+        self.check = check
 
     # --- proof -----------------------------------------------------------------------------
 
@@ -169,9 +172,8 @@ class Senders:
             reply_to=confirm,
             answering=mail,  # threads under the member's own mail in their client
         )
-        asked = self.worker.queue(job, message, "confirm_sender")
-        noted = self._tell_moderators_once(job, member, what)
-        return ("; they were asked to confirm it" if asked else "") + noted
+        job.send(message, "confirm_sender")
+        return self._tell_moderators_once(job, member, what)
 
     def _tell_moderators_once(self, job: Job, member: Member, what: str) -> str:
         """Moderators hear of held mail from one member at most once a day."""
@@ -223,7 +225,7 @@ class Senders:
                 to=moderator.email,
                 reply_to=reply_to,
             )
-            self.worker.queue(job, message, "moderator_notice")
+            job.send(message, "moderator_notice")
 
     def confirmation(self, job: Job, row: dict[str, object]) -> str:
         """A reply through a held mail's token: the member or a moderator decides."""
@@ -272,6 +274,31 @@ class Senders:
             return f"{who} discarded held message #{spool_id}"
         holds.release(self.db, self.clock, spool_id, who)
         return f"{who} released held message #{spool_id}; it acts now"
+
+    def stranger(self, job: Job, *, what: str) -> Outcome:
+        """A draft or command from a non-member: explain how to join, at most once a week
+        (the notice is remembered even though the refusal rolls the step back)."""
+        mail, circle = job.mail, job.circle
+        reason = f"{what} from {mail.from_addr or 'an unknown sender'}, who is not a member"
+        now = self.clock.now()
+        if members.stranger_told_lately(self.db, circle, mail.from_addr, now):
+            return Ignore(reason + "; they were told how to join lately, so not again")
+
+        def remember() -> str:
+            members.remember_stranger_told(self.db, circle, mail.from_addr, now)
+            return ""
+
+        return Refuse(
+            reason,
+            template="not_a_member",
+            context=compose.NotAMember(
+                sender_address=mail.from_addr,
+                circle_name=circle.name,
+                circle_address=circle.address,
+                subject=compose.short_subject(mail.subject),
+                join_address=circle.action_address("join"),
+            ),
+        ).then(remember)
 
     # --- caps --------------------------------------------------------------------------------
 
@@ -378,7 +405,7 @@ class Senders:
             ),
             to=member.email,
         )
-        self.worker.queue(job, message, "loop_paused")
+        job.send(message, "loop_paused")
         return (
             f"; {member.email} paused after {count} automatic answers in a day "
             f"({passed} assignment(s) passed on)"

@@ -16,6 +16,7 @@ from sqlite_utils import Database
 from mailcircle.clock import Clock, iso
 from mailcircle.db import transaction
 from mailcircle.errors import MailcircleError, NotFound
+from mailcircle.inbound.job import Spooled
 
 NEW = "new"
 DONE = "done"
@@ -27,32 +28,6 @@ STATUSES = (NEW, DONE, "held", "refused", "ignored", "unhandled", DUPLICATE, FAI
 class Busy(MailcircleError):
     """The database cannot be written just now (locked past the busy timeout, disk full):
     the mail stays new and is tried again after a pause."""
-
-
-@dataclass(frozen=True)
-class Spooled:
-    id: int
-    received_at: str
-    source: str
-    peer: str
-    mail_from: str
-    rcpt_to: str
-    circle_id: int | None
-    message_id: str
-    dedupe_key: str
-    size: int
-    raw: bytes
-    status: str
-    outcome: str
-    error: str
-    attempts: int
-    processed_at: str | None
-    started: int = 0  # processing started and did not finish (a crash counts)
-    crashes: int = 0  # the worker process died while on this mail
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Spooled:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
 
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)

@@ -11,22 +11,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sqlite_utils import Database
+
 from mailcircle import addresses
 from mailcircle.circle import members, talk
+from mailcircle.clock import Clock
 from mailcircle.errors import Duplicate, Hold, Refuse
 from mailcircle.inbound.route import COMMAND, DRAFT
+from mailcircle.inbound.senders import Senders
 from mailcircle.outbound import compose
 
 if TYPE_CHECKING:
-    from mailcircle.inbound.process import Job, Worker
+    from mailcircle.inbound.job import Job
 
 
 class Talk:
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.db = worker.db
-        self.clock = worker.clock
-        self.composer = worker.composer
+    def __init__(
+        self, db: Database, clock: Clock, composer: compose.Composer, senders: Senders
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.composer = composer
+        self.senders = senders
 
     def is_post(self, job: Job) -> bool:
         """Whether the mail is a talk post: to poets+talk@, or to the circle's address in
@@ -51,7 +57,7 @@ class Talk:
                 "member; held for a moderator, and not sent to anyone"
             )
         job.answer_to = member.email
-        self.worker.senders.require(job, member, "a talk post")
+        self.senders.require(job, member, "a talk post")
         attachments = tuple((a.filename, a.content_type, a.payload) for a in mail.attachments)
         reason = talk.why_not(circle, mail.text, attachments)
         if reason:

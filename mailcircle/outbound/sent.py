@@ -96,3 +96,15 @@ def answers_to(db: Database, rcpt_to: str, since: datetime) -> int:
         [rcpt_to, iso(since)],
     ).fetchone()
     return int(row[0])
+
+
+def answered_for_copy(db: Database, dedupe_key: str, spool_id: int, to: str) -> bool:
+    """Whether another spooled copy of the same mail (one per circle address it was sent
+    to) already answered ``to``: a mail to a thousand circle addresses gets one answer."""
+    row = db.execute(
+        # through the copies of this mail (a few), not all mail ever sent to ``to`` (+)
+        "SELECT 1 FROM spool s JOIN outbox o ON o.spool_id = s.id"
+        " WHERE s.dedupe_key = ? AND s.id != ? AND +o.rcpt_to = ? LIMIT 1",
+        [dedupe_key, spool_id, to],
+    ).fetchone()
+    return row is not None
