@@ -45,6 +45,11 @@ class RecipientRefused(DeliveryError):
         self.status = status
 
 
+class Changed(MailcircleError):
+    """What a mail acts on changed between reading it and writing (another process wrote
+    first): nothing was written, and the mail is read again shortly."""
+
+
 # --- Outcomes of processing one inbound mail --------------------------------------------
 # A pipeline step stops a mail by raising one of these; the worker records the status and
 # the reason on the spooled message (Mailman's Hold/Reject/Discard, by other names).

@@ -256,8 +256,11 @@ def send_due_digests(db: Database, clock: Clock, composer: compose.Composer, cir
     return len(marks)
 
 
-def set_digest(db: Database, member: Member, value: str) -> None:
+def set_digest(db: Database, member: Member, value: str) -> str:
+    """Set the member's digest (WEEKLY or OFF); returns what it was."""
+    row = db.execute("SELECT digest FROM members WHERE id = ?", [member.id]).fetchone()
     db.execute("UPDATE members SET digest = ? WHERE id = ?", [value, member.id])
+    return str(row[0]) if row else ""
 
 
 def _zone(member: Member) -> ZoneInfo:

@@ -22,7 +22,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from mailcircle import addresses
-from mailcircle.circle import assignments, mailing, members
+from mailcircle.circle import assignments, mailing, marks, members
 from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
 from mailcircle.clock import Clock, iso
@@ -368,18 +368,10 @@ MODERATOR_NOTICE_HOURS = 6  # held talk posts: moderators hear of them at most t
 
 def _may_tell_moderators(db: Database, clock: Clock, circle: Circle) -> bool:
     now = clock.now()
-    row = db.execute(
-        "SELECT 1 FROM sender_marks WHERE circle_id = ? AND email = '' AND kind = 'talk_held'"
-        " AND at >= ? LIMIT 1",
-        [circle.id, iso(now - timedelta(hours=MODERATOR_NOTICE_HOURS))],
-    ).fetchone()
-    if row:
+    since = now - timedelta(hours=MODERATOR_NOTICE_HOURS)
+    if marks.marked(db, circle.id, "", "talk_held", since=since):
         return False
-    db.execute(
-        "INSERT INTO sender_marks (circle_id, email, kind, value, at)"
-        " VALUES (?, '', 'talk_held', '', ?)",
-        [circle.id, iso(now)],
-    )
+    marks.mark(db, circle.id, "", "talk_held", now)
     return True
 
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from sqlite_utils import Database
 
 from mailcircle import addresses
-from mailcircle.circle import assignments, bounces, members
-from mailcircle.clock import Clock, iso, parse_iso
+from mailcircle.circle import assignments, bounces, critiques, members
+from mailcircle.clock import Clock, parse_iso
 from mailcircle.errors import Hold, Ignore, Refuse
 from mailcircle.inbound.reply import trim_reply
 from mailcircle.inbound.senders import ANSWERED, LOOP_WINDOW, Senders, is_thanks, sounds_away
@@ -69,7 +69,7 @@ class Answers:
     def critique(self, job: Job) -> str:
         """A reply to an assignment: deliver it to the author, send the reviewer a receipt."""
         mail, circle, assignment = job.mail, job.circle, job.assignment
-        assert mail is not None and circle is not None and assignment is not None
+        assert assignment is not None
         reviewer = members.get_by_id(self.db, assignment["reviewer_id"])
         if mail.from_addr != reviewer.email:
             raise Hold(
@@ -121,27 +121,6 @@ class Answers:
             reply_to=circle.action_address(addresses.REPLY, token),
             thread=tuple(submission["thread"].split()) or (submission["message_id"],),
         )
-        critique_id = (
-            self.db.table("critiques")
-            .insert(
-                {
-                    "assignment_id": assignment["id"],
-                    "spool_id": job.spooled.id,
-                    "message_id": mail.message_id or job.spooled.dedupe_key,
-                    "body": reply.text,
-                    "trimmed": reply.elided,
-                    "late": int(late),
-                    "received_at": iso(now),
-                    "token": token,
-                    "delivered_message_id": delivery["Message-ID"],
-                }
-            )
-            .last_pk
-        )
-        self.db.execute(
-            "UPDATE assignments SET status = ? WHERE id = ?", [assignments.DONE, assignment["id"]]
-        )
-        job.send(delivery, "critique_delivery")
         receipt = self.composer.compose(
             circle,
             "critique_receipt",
@@ -155,7 +134,21 @@ class Answers:
             to=reviewer.email,
             answering=mail,
         )
+        job.send(delivery, "critique_delivery")
         job.send(receipt, "critique_receipt")
+        # read and composed; now the writes (the first takes the lock)
+        critique_id = critiques.record(
+            self.db,
+            assignment,
+            spool_id=job.spooled.id,
+            message_id=mail.message_id or job.spooled.dedupe_key,
+            body=reply.text,
+            trimmed=reply.elided,
+            late=late,
+            received_at=now,
+            token=token,
+            delivered_message_id=delivery["Message-ID"],
+        )
         return (
             f"{'late ' if late else ''}critique #{critique_id} of {submission['title']!r} "
             f"from {reviewer.email} delivered to {author.email}"
@@ -165,19 +158,17 @@ class Answers:
         """The reviewer's words. We know what we sent: our own lines in the reply (quoted or
         not) are not theirs; the draft's lines a comment answers stay beside it. The
         assignment mail is read back from the outbox (its Message-ID is on the row)."""
-        from mailcircle.inbound.parse import parse
-
-        row = None
-        if assignment["message_id"]:
-            query = "SELECT raw FROM outbox WHERE message_id = ?"
-            row = self.db.execute(query, [assignment["message_id"]]).fetchone()
-        sent = parse(row[0]).text if row else ""
+        ours = (
+            sent.answered(self.db, (assignment["message_id"],))
+            if assignment["message_id"]
+            else None
+        )
         submission = assignments.get_submission(self.db, assignment["submission_id"])
-        return trim_reply(text, ours=[sent] if sent else [], draft=submission["body"])
+        return trim_reply(text, ours=[ours.text] if ours else [], draft=submission["body"])
 
     def away(self, job: Job, reason: str) -> str:
         """An automatic answer to an assignment: the reviewer is away. Pause, pass work on."""
-        assert job.assignment is not None and job.circle is not None
+        assert job.assignment is not None
         reviewer = members.get_by_id(self.db, job.assignment["reviewer_id"])
         if job.mail is None or job.mail.from_addr != reviewer.email or reviewer.status != "active":
             raise Ignore(f"not answered because {reason}")
@@ -193,19 +184,13 @@ class Answers:
     def relay(self, job: Job) -> str:
         """A reply to a delivered critique, from its author or its reviewer: pass it on."""
         mail, circle, route = job.mail, job.circle, job.route
-        assert mail is not None and circle is not None and route is not None
-        critique = self._critique_by_token(route.token)
+        critique = critiques.by_token(self.db, route.token)
         if critique is None:
             raise Hold(f"the reply address token {route.token!r} matches no critique")
         author = members.get_by_id(self.db, critique["author_id"])
         reviewer = members.get_by_id(self.db, critique["reviewer_id"])
         if mail.from_addr == author.email:
             sender, receiver = author, reviewer
-            if not critique["thanked_at"]:
-                self.db.execute(
-                    "UPDATE critiques SET thanked_at = ? WHERE id = ?",
-                    [iso(self.clock.now()), critique["id"]],
-                )
         elif mail.from_addr == reviewer.email:
             sender, receiver = reviewer, author
         else:
@@ -243,6 +228,8 @@ class Answers:
             thread=(critique["delivered_message_id"],) if critique["delivered_message_id"] else (),
         )
         job.send(message, "relayed_reply")
+        if sender is author:
+            critiques.thank(self.db, critique["id"], self.clock.now())
         number = critique["id"]
         return f"a reply about critique #{number} relayed from {sender.email} to {receiver.email}"
 
@@ -252,8 +239,7 @@ class Answers:
         The VERP token in poets+bounce-TOKEN@ names the member; a report that lost it is read
         with Mailman's detectors (flufl.bounce) for the addresses that failed.
         """
-        mail, route, circle = job.mail, job.route, job.circle
-        assert mail is not None and route is not None and circle is not None
+        route, circle = job.route, job.circle
         member = members.by_bounce_token(self.db, route.token) if route.token else None
         raw = job.spooled.raw.decode("utf-8", "replace")
         found = _DSN_STATUS.search(raw)
@@ -287,7 +273,6 @@ class Answers:
         day) saying where drafts and critiques go. A note that follows ours at once is
         counted as a machine's (see senders.py)."""
         mail, circle = job.mail, job.circle
-        assert mail is not None and circle is not None
         member = members.find(self.db, circle, mail.from_addr) if mail.from_addr else None
         if member is None:
             raise self.senders.stranger(job, what="a reply to the circle's mail")
@@ -330,24 +315,5 @@ class Answers:
         return f"a note from {member.email} in reply to {what}; told where drafts go"
 
     def critique_token(self, message_ids: tuple[str, ...]) -> str:
-        """The reply token of the delivered critique these Message-IDs thread under ('' if
-        none): a reply that lost our Reply-To still reaches the right person."""
-        for message_id in message_ids[:20]:
-            row = self.db.execute(
-                "SELECT token FROM critiques WHERE delivered_message_id = ? AND token IS NOT NULL",
-                [message_id],
-            ).fetchone()
-            if row:
-                return str(row[0])
-        return ""
-
-    def _critique_by_token(self, token: str) -> dict[str, Any] | None:
-        rows = list(
-            self.db.query(
-                "SELECT c.*, a.reviewer_id, s.member_id AS author_id, s.title FROM critiques c"
-                " JOIN assignments a ON a.id = c.assignment_id"
-                " JOIN submissions s ON s.id = a.submission_id WHERE c.token = ?",
-                [token],
-            )
-        )
-        return rows[0] if rows else None
+        """The reply token of the delivered critique these Message-IDs thread under."""
+        return critiques.token_of_delivered(self.db, message_ids)

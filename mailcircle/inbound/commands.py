@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -18,9 +17,11 @@ from sqlite_utils import Database
 
 from mailcircle.circle import (
     assignments,
+    confirmations,
     digest,
     engagement,
     holds,
+    member_work,
     members,
     profile,
     rounds,
@@ -29,7 +30,7 @@ from mailcircle.circle import (
 from mailcircle.circle.assign import held_back_members
 from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
-from mailcircle.clock import Clock, iso, parse_iso
+from mailcircle.clock import Clock, parse_iso
 from mailcircle.errors import Hold, MailcircleError, Refuse
 from mailcircle.inbound.answers import Answers
 from mailcircle.inbound.senders import Senders
@@ -110,7 +111,6 @@ class Commands:
         self.answers = answers
 
     def handle(self, job: Job) -> str:
-        assert job.mail is not None and job.circle is not None and job.route is not None
         word = command_word(job.route.action, job.mail.subject, job.mail.text)
         handlers = {
             JOIN: self.join,
@@ -136,7 +136,6 @@ class Commands:
     # --- answers ------------------------------------------------------------------------
 
     def _answer(self, job: Job, template: str, context: object, *, reply_to: str = "") -> None:
-        assert job.circle is not None
         message = self.composer.compose(
             job.circle, template, context, to=job.answer_to, answering=job.mail, reply_to=reply_to
         )
@@ -145,7 +144,6 @@ class Commands:
     def _member(self, job: Job, acting: str = "") -> Member:
         """The member the mail is from, or a polite refusal that explains how to join.
         A command that changes something (``acting``) must come from a proven sender."""
-        assert job.mail is not None and job.circle is not None
         member = members.find(self.db, job.circle, job.mail.from_addr)
         if member is None:
             raise self.senders.stranger(job, what="a command")
@@ -163,7 +161,6 @@ class Commands:
 
     def help(self, job: Job, not_understood: str = "") -> str:
         circle = job.circle
-        assert circle is not None
         self._answer(
             job,
             "help",
@@ -182,7 +179,6 @@ class Commands:
 
     def join(self, job: Job) -> str:
         mail, circle = job.mail, job.circle
-        assert mail is not None and circle is not None
         if members.find(self.db, circle, mail.from_addr) is not None:
             return self.status(job)
         token = self._confirmation(circle, mail.from_addr, mail.from_name, JOIN)
@@ -204,7 +200,6 @@ class Commands:
         completes at once; otherwise a confirmation goes to the member's own address."""
         member = self._member(job)
         circle = job.circle
-        assert circle is not None
         if self.senders.proven(job):
             return self._leave_now(job, member)
         token = self._confirmation(circle, member.email, member.name, LEAVE)
@@ -223,26 +218,21 @@ class Commands:
 
     def confirm(self, job: Job) -> str:
         mail, circle, route = job.mail, job.circle, job.route
-        assert mail is not None and circle is not None and route is not None
         held = holds.find(self.db, route.token, circle.id)
         if held is not None:
             return self.senders.confirmation(job, held)
-        row = self.db.execute(
-            "SELECT email, name, purpose, created_at, used_at FROM confirmations"
-            " WHERE token = ? AND circle_id = ?",
-            [route.token, circle.id],
-        ).fetchone()
-        if row is None:
+        found = confirmations.find(self.db, route.token, circle.id)
+        if found is None:
             return self.help(job, not_understood=f"confirm-{route.token}")
-        email, name, purpose, created_at, used_at = row
+        email, name, purpose = found.email, found.name, found.purpose
         if mail.from_addr != email:
             raise Hold(
                 f"a {purpose} confirmation for {email} came from {mail.from_addr}; "
                 "held, not honoured"
             )
-        if used_at:
+        if found.used:
             return self.status(job) if purpose == JOIN else "a confirmation used twice; ignored"
-        if self.clock.now() - parse_iso(created_at) > timedelta(days=CONFIRMATION_DAYS):
+        if self.clock.now() - found.created_at > timedelta(days=CONFIRMATION_DAYS):
             raise Refuse(
                 f"a {purpose} confirmation older than {CONFIRMATION_DAYS} days",
                 template="help",
@@ -254,10 +244,7 @@ class Commands:
                     not_understood="an expired confirmation (please ask again)",
                 ),
             )
-        self.db.execute(
-            "UPDATE confirmations SET used_at = ? WHERE token = ?",
-            [iso(self.clock.now()), route.token],
-        )
+        confirmations.use(self.db, route.token, self.clock.now())
         job.answer_to = email
         if purpose == JOIN:
             member = members.add(self.db, self.clock, circle, email, name)
@@ -280,7 +267,6 @@ class Commands:
 
     def _leave_now(self, job: Job, member: Member) -> str:
         circle = job.circle
-        assert circle is not None
         member = members.remove(self.db, self.clock, circle, member.email)
         passed = assignments.pass_on(self.db, self.clock, self.composer, circle, member)
         self._answer(
@@ -297,7 +283,6 @@ class Commands:
     def pause(self, job: Job) -> str:
         member = self._member(job, acting="a pause")
         circle = job.circle
-        assert circle is not None
         members.set_status(self.db, member.id, members.PAUSED)
         passed = assignments.pass_on(self.db, self.clock, self.composer, circle, member)
         self._answer(
@@ -316,7 +301,6 @@ class Commands:
     def resume(self, job: Job) -> str:
         member = self._member(job, acting="a resume")
         circle = job.circle
-        assert circle is not None
         members.set_status(self.db, member.id, members.ACTIVE)
         self._answer(
             job,
@@ -334,25 +318,14 @@ class Commands:
     def status(self, job: Job) -> str:
         member = self._member(job)
         circle = job.circle
-        assert circle is not None
         open_work = [
             f'  "{row["title"]}" by {row["author"]}, due '
             + assignments.due_text(parse_iso(row["due_at"]), member)
-            for row in self.db.query(
-                "SELECT s.title, COALESCE(NULLIF(m.name, ''), ?) AS author, a.due_at"
-                " FROM assignments a JOIN submissions s ON s.id = a.submission_id"
-                " JOIN members m ON m.id = s.member_id"
-                " WHERE a.reviewer_id = ? AND +a.status = 'open' ORDER BY a.due_at",  # by reviewer
-                [f"a member of {circle.name}", member.id],
-            )
+            for row in member_work.open_assignments(self.db, circle, member.id)
         ]
         drafts = [
             f'  "{row["title"]}" ({row["word_count"]} words)'
-            for row in self.db.query(
-                "SELECT title, word_count FROM submissions"
-                " WHERE member_id = ? AND status = 'queued' ORDER BY id",
-                [member.id],
-            )
+            for row in member_work.queued_drafts(self.db, member.id)
         ]
         config = circle.config
         waiting = held_back_members(
@@ -387,7 +360,6 @@ class Commands:
         engagement day it announces; any other reply gets the help text."""
         member = self._member(job)
         circle, route, mail = job.circle, job.route, job.mail
-        assert circle is not None and route is not None and mail is not None
         if route.token not in ("on", "off"):
             upcoming = engagement.next_day(self.db, circle, self.clock.now())
             if upcoming and _first_word(mail) in YES + NO:
@@ -415,7 +387,6 @@ class Commands:
         """poets+rsvp-ID@: yes or no to an engagement day (the first word decides)."""
         member = self._member(job, acting="an RSVP")
         mail, circle, route = job.mail, job.circle, job.route
-        assert mail is not None and circle is not None and route is not None
         day = engagement.get(self.db, circle, route.token)
         if day is None:
             return self.help(job, not_understood=f"rsvp-{route.token}")
@@ -440,7 +411,6 @@ class Commands:
         """poets+talk-each@, -digest@, -off@, -self@, -noself@ (or the word to +request)."""
         member = self._member(job, acting="a reading choice for the talk")
         circle, route, mail = job.circle, job.route, job.mail
-        assert circle is not None and route is not None and mail is not None
         word = command_word(route.action, mail.subject, mail.text)
         wanted = route.token if word == TALK else word.partition("-")[2]
         if wanted not in (*talk.CHOICES, talk.SELF, talk.NOSELF):
@@ -451,13 +421,7 @@ class Commands:
             choice = wanted
             talk.set_choice(self.db, member.id, choice)
             if choice == talk.DIGEST:
-                turned_on = (
-                    self.db.execute(
-                        "SELECT digest = ? FROM members WHERE id = ?", [digest.OFF, member.id]
-                    ).fetchone()[0]
-                    == 1
-                )
-                digest.set_digest(self.db, member, digest.WEEKLY)
+                turned_on = digest.set_digest(self.db, member, digest.WEEKLY) == digest.OFF
         else:
             own = wanted == talk.SELF
             talk.set_own_copies(self.db, member.id, own)
@@ -517,7 +481,6 @@ class Commands:
         local_now: str = "",
     ) -> str:
         circle = job.circle
-        assert circle is not None
         shown = " ".join(value.split())[:80]
         self._answer(
             job,
@@ -541,7 +504,6 @@ class Commands:
         the next engagement day."""
         member = self._member(job, acting="an agenda item")
         circle = job.circle
-        assert circle is not None
         item = _argument(job.mail, AGENDA)
         upcoming = engagement.next_day(self.db, circle, self.clock.now())
         problem = ""
@@ -575,7 +537,6 @@ class Commands:
 
     def _zone_offer(self, job: Job, member: Member) -> str:
         """For a member still on UTC, a sentence offering the zone their mail's Date: shows."""
-        assert job.mail is not None and job.circle is not None
         zone = profile.zone_offer(job.mail.header("date"), member, self.clock.now())
         if not zone:
             return ""
@@ -586,16 +547,4 @@ class Commands:
         )
 
     def _confirmation(self, circle: Circle, email: str, name: str, purpose: str) -> str:
-        token = secrets.token_hex(12)
-        self.db.table("confirmations").insert(
-            {
-                "token": token,
-                "circle_id": circle.id,
-                "email": email,
-                "name": name,
-                "purpose": purpose,
-                "created_at": iso(self.clock.now()),
-                "used_at": None,
-            }
-        )
-        return token
+        return confirmations.create(self.db, circle.id, email, name, purpose, self.clock.now())

@@ -26,7 +26,7 @@ from mailcircle import db as database
 from mailcircle.circle import assignments, circles
 from mailcircle.clock import Clock
 from mailcircle.db import transaction
-from mailcircle.errors import Outcome
+from mailcircle.errors import Changed, Outcome
 from mailcircle.inbound import pipeline, spool
 from mailcircle.inbound.budget import Budget
 from mailcircle.inbound.docx import AttachmentRefused
@@ -102,11 +102,11 @@ class Worker:
                 with self.budget.applied() if self.budget else contextlib.nullcontext():
                     status, outcome = self._settle(attempt)
             except Exception as err:  # anything unforeseen: keep the mail, show the error
-                if database.transient(err):
+                if _try_again(err):
                     raise
                 status, outcome = self._fail(attempt, err)
         except Exception as err:
-            if not database.transient(err):
+            if not _try_again(err):
                 raise
             self._unclaim(spooled)
             raise spool.Busy(f"inbound #{spooled.id} waits: {err}") from err
@@ -214,3 +214,9 @@ class Worker:
                 if not database.transient(err):
                     raise
         log.warning("inbound #%d: could not give its attempt back; it counts", spooled.id)
+
+
+def _try_again(err: Exception) -> bool:
+    """Whether the mail should wait and be tried again, not be recorded as failed: the
+    database is busy or full, or what it acts on changed while it was read."""
+    return database.transient(err) or isinstance(err, Changed)

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 
 from sqlite_utils import Database
 
-from mailcircle.circle import holds, members
+from mailcircle.circle import holds, marks, members
 from mailcircle.circle.members import Member
-from mailcircle.clock import Clock, iso
+from mailcircle.clock import Clock
 from mailcircle.errors import Hold, Ignore, Outcome, Refuse
 from mailcircle.inbound.verify import SenderCheck, Verdict
 from mailcircle.mail import Mail
@@ -126,7 +126,6 @@ class Senders:
         """Whether the From: address is proven (computed once per mail)."""
         if job.verdict is None:
             mail = job.mail
-            assert mail is not None
             if job.confirmed:
                 job.verdict = Verdict(True, "the member confirmed it from their mailbox")
             else:
@@ -141,7 +140,6 @@ class Senders:
     def require(self, job: Job, member: Member, what: str) -> None:
         """Let the mail act as ``member`` only when proven; otherwise hold it and ask them."""
         circle = job.circle
-        assert circle is not None
         if self.proven(job) or circle.config.sender_check == ACCEPT:
             return
         verdict = self.verdict(job)
@@ -153,7 +151,6 @@ class Senders:
 
     def _ask_to_confirm(self, job: Job, member: Member, what: str) -> str:
         circle, mail = job.circle, job.mail
-        assert circle is not None and mail is not None
         spool_id = job.spooled.id
         token = holds.create(self.db, self.clock, circle.id, member.email, holds.HELD, spool_id)
         confirm = circle.action_address("confirm", token)
@@ -178,7 +175,6 @@ class Senders:
     def _tell_moderators_once(self, job: Job, member: Member, what: str) -> str:
         """Moderators hear of held mail from one member at most once a day."""
         circle = job.circle
-        assert circle is not None
         if self.marked(circle.id, member.email, "held_noted", since=self.clock.now() - DAY):
             return ""
         self.mark(circle.id, member.email, "held_noted")
@@ -205,7 +201,6 @@ class Senders:
         """A notice to each moderator, queued with this mail. For a ``held`` mail each gets
         their own token: replying "release" or "discard" decides it."""
         circle = job.circle
-        assert circle is not None
         for moderator in members.moderators(self.db, circle):
             reply_to = ""
             if held is not None:
@@ -230,7 +225,6 @@ class Senders:
     def confirmation(self, job: Job, row: dict[str, object]) -> str:
         """A reply through a held mail's token: the member or a moderator decides."""
         mail = job.mail
-        assert mail is not None
         spool_id = int(str(row["spool_id"]))
         email, purpose = str(row["email"]), str(row["purpose"])
         if mail.from_addr != email:
@@ -307,7 +301,6 @@ class Senders:
         member, where the circle believes From:), else at most ANSWERS_PER_DAY a day; the
         first time the cap bites, moderators hear of it."""
         circle = job.circle
-        assert circle is not None
         if job.mail is not None and rcpt_to == job.mail.from_addr:
             if self.proven(job):
                 return True
@@ -336,7 +329,6 @@ class Senders:
         """The mail of ours this mail to the circle's address answers, if it shows it by its
         subject or by quoting our text."""
         mail = job.mail
-        assert mail is not None
         now = self.clock.now()
         recent = sent.recent_to(self.db, member.email, now - timedelta(days=14))
         if not recent:
@@ -354,7 +346,6 @@ class Senders:
         """A short mail that says it is an away message and follows our mail at once: a
         machine's answer even without the headers (RFC 3834) that should say so."""
         mail = job.mail
-        assert mail is not None
         if mail.attachments or not sounds_away(mail.text):
             return False
         recent = sent.recent_to(self.db, member.email, self.clock.now() - LOOP_WINDOW, limit=1)
@@ -364,7 +355,6 @@ class Senders:
         """Whether a short mail repeats words the member sent within a day (remembering
         them). Drafts are long or attached; an auto-responder says the same few words."""
         circle, mail = job.circle, job.mail
-        assert circle is not None and mail is not None
         if mail.attachments or words_in(mail.text) >= SHORT_WORDS:
             return False
         digest = body_hash(mail.subject + "\n" + mail.text)
@@ -383,7 +373,6 @@ class Senders:
 
     def count_loop(self, job: Job, member: Member) -> str:
         circle = job.circle
-        assert circle is not None
         self.mark(circle.id, member.email, "loop", str(job.spooled.id))
         since = self.clock.now() - DAY
         count = self.count_marks(circle.id, member.email, "loop", since)
@@ -411,31 +400,18 @@ class Senders:
             f"({passed} assignment(s) passed on)"
         )
 
-    # --- marks -------------------------------------------------------------------------------
+    # --- marks (circle/marks.py) ---------------------------------------------------------
 
     def mark(self, circle_id: int, email: str, kind: str, value: str = "") -> None:
-        self.db.execute(
-            "INSERT INTO sender_marks (circle_id, email, kind, value, at) VALUES (?, ?, ?, ?, ?)",
-            [circle_id, email, kind, value, iso(self.clock.now())],
-        )
+        marks.mark(self.db, circle_id, email, kind, self.clock.now(), value)
 
     def marked(
         self, circle_id: int, email: str, kind: str, *, since: datetime, value: str = ""
     ) -> bool:
-        sql = (
-            "SELECT 1 FROM sender_marks WHERE circle_id = ? AND email = ? AND kind = ?"
-            " AND at >= ?" + (" AND value = ?" if value else "") + " LIMIT 1"
-        )
-        params = [circle_id, email, kind, iso(since)] + ([value] if value else [])
-        return self.db.execute(sql, params).fetchone() is not None
+        return marks.marked(self.db, circle_id, email, kind, since=since, value=value)
 
     def count_marks(self, circle_id: int, email: str, kind: str, since: datetime) -> int:
-        row = self.db.execute(
-            "SELECT COUNT(*) FROM sender_marks WHERE circle_id = ? AND email = ? AND kind = ?"
-            " AND at >= ?",
-            [circle_id, email, kind, iso(since)],
-        ).fetchone()
-        return int(row[0])
+        return marks.count(self.db, circle_id, email, kind, since)
 
 
 def _first_word(mail: Mail) -> str:

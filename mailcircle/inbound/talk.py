@@ -38,7 +38,6 @@ class Talk:
         """Whether the mail is a talk post: to poets+talk@, or to the circle's address in
         answer to a talk post or an engagement day's kick-off."""
         route, mail, circle = job.route, job.mail, job.circle
-        assert route is not None and mail is not None and circle is not None
         if route.kind == COMMAND:
             return route.action == addresses.TALK and not route.token
         if route.kind == DRAFT and (mail.in_reply_to or mail.references):
@@ -49,7 +48,6 @@ class Talk:
         if not self.is_post(job):
             return None
         mail, circle = job.mail, job.circle
-        assert mail is not None and circle is not None
         member = members.find(self.db, circle, mail.from_addr) if mail.from_addr else None
         if member is None:
             raise Hold(
