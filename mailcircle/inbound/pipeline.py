@@ -362,6 +362,7 @@ class Pipeline:
             self.composer.compose(circle, "submission_ack", ack, to=member.email, answering=mail),
             "submission_ack",
         )
+        self.senders.remember_words(job, member)
         submission_id = submissions.create(
             self.db,
             circle_id=circle.id,

@@ -352,17 +352,26 @@ class Senders:
         return bool(recent)
 
     def repeated(self, job: Job, member: Member) -> bool:
-        """Whether a short mail repeats words the member sent within a day (remembering
-        them). Drafts are long or attached; an auto-responder says the same few words."""
-        circle, mail = job.circle, job.mail
-        if mail.attachments or words_in(mail.text) >= SHORT_WORDS:
+        """Whether a short mail repeats words the member sent within a day. Drafts are long
+        or attached; an auto-responder says the same few words."""
+        words = self._short_words(job)
+        if not words:
             return False
-        digest = body_hash(mail.subject + "\n" + mail.text)
         since = self.clock.now() - DAY
-        if self.marked(circle.id, member.email, "body", since=since, value=digest):
-            return True
-        self.mark(circle.id, member.email, "body", digest)
-        return False
+        return self.marked(job.circle.id, member.email, "body", since=since, value=words)
+
+    def remember_words(self, job: Job, member: Member) -> None:
+        """Remember a short mail's words, to know them again (see ``repeated``)."""
+        words = self._short_words(job)
+        if words:
+            self.mark(job.circle.id, member.email, "body", words)
+
+    def _short_words(self, job: Job) -> str:
+        """A short mail's words, hashed ('' for a long or attached one)."""
+        mail = job.mail
+        if mail.attachments or words_in(mail.text) >= SHORT_WORDS:
+            return ""
+        return body_hash(mail.subject + "\n" + mail.text)
 
     def looping(self, job: Job, member: Member, why: str) -> Ignore:
         """An automatic-looking mail: never answered; after a few in a day, pause the member
