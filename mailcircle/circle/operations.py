@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import re
-import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,20 +23,11 @@ from mailcircle.circle.settings import parse_value
 from mailcircle.clock import Clock, iso
 from mailcircle.db import transaction
 from mailcircle.errors import MailcircleError, NotFound
+from mailcircle.text import clean
 
 # An address a mail can be sent to: no spaces or control characters, one @, a dotted domain.
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f<>(),;:\"\[\]]+@[a-z0-9-]+(\.[a-z0-9-]+)+$")
 COLUMNS = ("name", "email", "timezone")
-
-
-def clean_name(name: str) -> str:
-    """A name as shown in mail: control characters (newlines, escapes) removed, trimmed."""
-    kept = (
-        " " if c.isspace() else c
-        for c in name
-        if c.isspace() or unicodedata.category(c) not in ("Cc", "Cf")
-    )
-    return " ".join("".join(kept).split())
 
 
 def check_timezone(text: str) -> str:
@@ -69,7 +59,7 @@ def set_member(
         raise NotFound(f"{addresses.normalize(email)} is not a member of {circle.address}")
     values: dict[str, Any] = {}
     if name is not None:
-        values["name"] = clean_name(name)
+        values["name"] = clean(name)
     if timezone is not None:
         values["timezone"] = check_timezone(timezone)
     if role is not None:
@@ -145,7 +135,7 @@ def check_rows(lines: Iterable[str], default_timezone: str = "UTC") -> Checked:
             checked.problems.append(f"line {line}: {email} is already on line {seen[email]}")
             continue
         seen[email] = line
-        checked.rows.append(Row(line, clean_name(cell("name")), email, zone))
+        checked.rows.append(Row(line, clean(cell("name")), email, zone))
     return checked
 
 

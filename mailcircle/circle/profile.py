@@ -7,7 +7,6 @@ date a member reads is written with ``local_text`` in their own zone.
 from __future__ import annotations
 
 import functools
-import unicodedata
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo, available_timezones
@@ -16,6 +15,7 @@ from sqlite_utils import Database
 
 from mailcircle.circle.members import Member
 from mailcircle.errors import MailcircleError
+from mailcircle.text import clean
 
 MAX_NAME = 60  # characters: a name, not a paragraph
 
@@ -71,8 +71,7 @@ def check_zone(text: str) -> str:
 def clean_name(text: str) -> str:
     """A name as a member typed it, without control characters or runs of blanks; a clear
     MailcircleError when nothing usable is left or it looks like an address."""
-    kept = "".join(" " if unicodedata.category(c).startswith("C") else c for c in text)
-    name = " ".join(kept.split())
+    name = clean(text)
     if not name:
         raise MailcircleError("no name was given: write it after the command, like: name Ann Lee")
     if "@" in name or "<" in name or ">" in name:

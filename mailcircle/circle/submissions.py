@@ -12,12 +12,12 @@ from sqlite_utils import Database
 from mailcircle.clock import iso
 from mailcircle.errors import MailcircleError, NotFound
 from mailcircle.rows import new_id
+from mailcircle.text import without_prefixes
 
 QUEUED = "queued"
 UNTITLED = "(untitled)"
 
 _ASK = re.compile(r"^\s*ask\s*:\s*(.*)$", re.I)
-_REPLY_PREFIX = re.compile(r"^\s*((re|fwd?|aw|sv|tr)\s*:\s*)+", re.I)
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def read_draft(subject: str, text: str) -> Draft:
     The body keeps every line break, blank line and indent; only trailing blank lines and
     the whitespace at the very end of lines are dropped.
     """
-    title = _REPLY_PREFIX.sub("", subject).strip() or UNTITLED
+    title = without_prefixes(subject) or UNTITLED
     lines = [line.rstrip() for line in text.split("\n")]
     start = _first_written(lines, 0)  # indexes, not pop(0): linear on any number of blanks
     asks = ""

@@ -28,6 +28,7 @@ from mailcircle.circle.members import Member
 from mailcircle.clock import Clock, iso
 from mailcircle.outbound import compose
 from mailcircle.rows import new_id
+from mailcircle.text import REPLY_WORDS
 
 EACH, DIGEST, OFF = "each", "digest", "off"
 CHOICES = (EACH, DIGEST, OFF)
@@ -39,7 +40,7 @@ SHORT_POST_WORDS = 150  # posts up to this long are quoted whole in the digest
 LIST_LIMIT = 40  # conversations in one digest; the rest are counted
 HELD_PREFIX = "a talk post from"  # how a held post's outcome starts (the scheduler finds it)
 
-_REPLY_WORDS = "(?:re|aw|sv|antw)"  # "Re:" in English, German, Scandinavian, Dutch clients
+_REPLY_WORDS = f"(?:{'|'.join(REPLY_WORDS)})"  # not Fwd: (a forward is a new post)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ add or remove anyone.
 from __future__ import annotations
 
 import dataclasses
-import re
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -36,6 +35,7 @@ from mailcircle.inbound.answers import Answers
 from mailcircle.inbound.senders import Senders
 from mailcircle.mail import Mail
 from mailcircle.outbound import compose
+from mailcircle.text import first_word, without_prefixes
 
 if TYPE_CHECKING:
     from mailcircle.inbound.job import Job
@@ -72,11 +72,7 @@ NO = ("no", "non", "nein", "nee", "nope", "n")
 
 
 def _first_word(mail: Mail) -> str:
-    """The first word of a short answer: the text's first line, else the subject."""
-    first_line = next((line for line in mail.text.split("\n") if line.strip()), "")
-    subject = re.sub(r"^\s*((re|aw|sv|fwd?)\s*:\s*)+", "", mail.subject, flags=re.I)
-    words = (first_line or subject).lower().split()
-    return words[0].strip(".,!") if words else ""
+    return first_word(mail.text, mail.subject)
 
 
 def _argument(mail: Mail | None, word: str) -> str:
@@ -84,7 +80,7 @@ def _argument(mail: Mail | None, word: str) -> str:
     line of the text ("+timezone Europe/Paris", or Europe/Paris as the subject)."""
     if mail is None:
         return ""
-    subject = re.sub(r"^\s*((re|aw|sv|fwd?)\s*:\s*)+", "", mail.subject, flags=re.I)
+    subject = without_prefixes(mail.subject)
     first_line = next((line for line in mail.text.split("\n") if line.strip()), "")
     for source in (subject, first_line):
         words = source.split()

@@ -28,6 +28,7 @@ from mailcircle.errors import Hold, Ignore, Outcome, Refuse
 from mailcircle.inbound.verify import SenderCheck, Verdict
 from mailcircle.mail import Mail
 from mailcircle.outbound import compose, sent
+from mailcircle.text import FORWARD_WORDS, REPLY_WORDS, first_word
 
 if TYPE_CHECKING:
     from mailcircle.inbound.job import Job
@@ -55,9 +56,17 @@ ANSWERED = {
     "note_answer": "our note",
 }
 
+_AUTOMATIC_WORDS = (
+    "auto",
+    "automatic reply",
+    "autoreply",
+    "auto-reply",
+    "out of office",
+    "r[ée]ponse automatique",
+)
 _PREFIX = re.compile(
-    r"^\s*((re|aw|sv|vs|antw|antwort|ref|rif|fw|fwd|wg|tr|auto|automatic reply|"
-    r"autoreply|auto-reply|out of office|r[ée]ponse automatique)\s*(\[\d+\])?\s*:\s*)+",
+    rf"^\s*(({'|'.join(REPLY_WORDS + FORWARD_WORDS + _AUTOMATIC_WORDS)})"
+    r"\s*(\[\d+\])?\s*:\s*)+",
     re.IGNORECASE,
 )
 _AWAY = re.compile(
@@ -424,8 +433,4 @@ class Senders:
 
 
 def _first_word(mail: Mail) -> str:
-    first_line = next(
-        (line for line in mail.text.split("\n") if line.strip() and not line.startswith(">")), ""
-    )
-    words = (first_line or bare_subject(mail.subject)).lower().split()
-    return words[0].strip(".,!:;\"'") if words else ""
+    return first_word(mail.text, bare_subject(mail.subject))
