@@ -50,7 +50,7 @@ KNOWN = {
 
 
 def layer(module: str) -> str:
-    if module in FACE:
+    if module in FACE or module.startswith("mailcircle.cli."):  # the command line's package
         return "face"
     if module in BASE:
         return "base"
