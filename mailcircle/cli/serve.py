@@ -18,8 +18,6 @@ from mailcircle.cli.shared import _State, pass_state
 from mailcircle.errors import MailcircleError
 
 SAMPLE_CIRCLE = "poets@localhost"
-
-
 SAMPLE_MEMBER = "you@localhost"
 
 
