@@ -168,3 +168,30 @@ def test_a_whole_engagement_day_by_mail(db, db_path: Path, clock, poets, tmp_pat
         ' "Open mics" (1 post)\n'
         '  Drafts discussed: "The Red Wheelbarrow"'
     )
+
+
+def test_engagement_list_shows_each_day_by_date_with_its_yes_answers(
+    db, clock, poets, tmp_path
+) -> None:
+    settings = write_settings(tmp_path / "mailcircle.toml", smtp_port=1, relay_port=None)
+
+    def listing() -> str:
+        cli = CliRunner().invoke(
+            main, ["--config", str(settings), "engagement", "list", "poets@example.org"]
+        )
+        assert cli.exit_code == 0, cli.output
+        return cli.output
+
+    assert listing() == "Poets has no engagement day yet.\n"
+    later = engagement.add(db, clock, poets, "2026-04-04", "Titles")
+    sooner = engagement.add(db, clock, poets, "2026-03-07", "Finding readers")
+    ann, ben = (members.find(db, poets, f"{name}@example.net") for name in ("ann", "ben"))
+    assert ann and ben
+    engagement.rsvp(db, clock, sooner, ann.id, True)
+    engagement.rsvp(db, clock, sooner, ben.id, True)
+    engagement.rsvp(db, clock, later, ann.id, False)
+    assert [line.split(None, 2) for line in listing().splitlines()] == [
+        ["DATE", "YES", "TOPIC"],
+        ["2026-03-07", "2", "Finding readers"],
+        ["2026-04-04", "0", "Titles"],
+    ]

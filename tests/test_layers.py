@@ -48,7 +48,7 @@ KNOWN: set[tuple[str, str]] = set()
 
 
 def layer(module: str) -> str:
-    if module in FACE:
+    if module in FACE or module.startswith("mailcircle.cli."):  # the command line's package
         return "face"
     if module in BASE:
         return "base"

@@ -232,3 +232,16 @@ def send_kickoffs(db: Database, clock: Clock, composer: compose.Composer, circle
             [iso(now), message_id, day["id"]],
         )
     return sent
+
+
+def listing(db: Database, circle: Circle) -> list[dict[str, Any]]:
+    """The circle's engagement days by date: day, topic and how many said yes."""
+    return [
+        dict(row)
+        for row in db.query(
+            "SELECT e.day, e.topic, (SELECT COUNT(*) FROM engagement_rsvps r WHERE"
+            " r.engagement_id = e.id AND r.answer = 'yes') AS yes FROM engagement_days e"
+            " WHERE e.circle_id = ? ORDER BY e.day",
+            [circle.id],
+        )
+    ]

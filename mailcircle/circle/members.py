@@ -178,3 +178,13 @@ def remember_stranger_told(db: Database, circle: Circle, email: str, now: dateti
         " ON CONFLICT (circle_id, email) DO UPDATE SET sent_at = excluded.sent_at",
         [circle.id, email, iso(now)],
     )
+
+
+def count_by_circle(db: Database) -> dict[int, int]:
+    """How many members (all but those who left) each circle has, by circle id."""
+    return {
+        circle_id: count
+        for circle_id, count in db.execute(
+            f"SELECT circle_id, COUNT(*) FROM members WHERE status != '{LEFT}' GROUP BY circle_id"
+        ).fetchall()
+    }
