@@ -530,6 +530,7 @@ class Worker:
             thread=mail.thread,
             draft=draft,
             now=now,
+            files=submissions.files_in(job.spooled.raw),
         )
         config = circle.config
         waiting = held_back_members(
