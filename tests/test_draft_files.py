@@ -190,7 +190,7 @@ def test_a_backup_reviewer_gets_the_same_files_with_the_spool_blanked(
 
 
 def test_a_round_reads_the_files_of_all_its_drafts_in_one_query(
-    db, db_path: Path, clock: FakeClock, poets: Circle, worker: Worker
+    db, clock: FakeClock, poets: Circle, worker: Worker
 ) -> None:
     circle = circles.set_setting(db, poets, "drafts_per_author", "5")
     circle = circles.set_setting(db, circle, "max_reviews_per_round", "5")
