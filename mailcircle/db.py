@@ -15,6 +15,8 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from mailcircle.errors import MailcircleError
+from mailcircle.mail import attachments_of
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -420,6 +423,45 @@ def _exec(db: Database) -> None:
         CREATE INDEX IF NOT EXISTS outbox_spool ON outbox (spool_id);
         """
     )
+
+
+@migrations(name="draft_files")
+def _draft_files(db: Database) -> None:
+    # Statement by statement (executescript would commit midway): the table and its
+    # backfill are one transaction with the record of this migration.
+    db.execute(
+        """
+        -- The files attached to a draft, stored when the draft is taken: they go to its
+        -- reviewers with every assignment mail, and the spooled mail is not read again.
+        CREATE TABLE draft_files (
+            submission_id INTEGER NOT NULL REFERENCES submissions(id),
+            position INTEGER NOT NULL,             -- 0, 1, ... in the order of the mail
+            filename TEXT NOT NULL,                -- as reviewers see it ('draft' if none)
+            content_type TEXT NOT NULL,
+            payload BLOB NOT NULL,                 -- decoded from its transfer encoding
+            PRIMARY KEY (submission_id, position)  -- its index finds a draft's files
+        )
+        """
+    )
+    # Drafts taken before: their files as rounds read them until now, from the spooled
+    # mail (multipart mails only; a part without a name is 'draft'). A spooled mail that
+    # was erased (raw blanked) or is gone gives none, as it did.
+    taken = db.execute(
+        "SELECT s.id, p.raw FROM submissions s JOIN spool p ON p.id = s.spool_id"
+        " WHERE length(p.raw) > 0 ORDER BY s.id"
+    )
+    for submission_id, raw in taken:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        if headers.get_content_maintype() != "multipart":
+            continue
+        db.conn.executemany(
+            "INSERT INTO draft_files (submission_id, position, filename, content_type, payload)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                (submission_id, n, a.filename or "draft", a.content_type, a.payload)
+                for n, a in enumerate(attachments_of(raw))
+            ),
+        )
 
 
 def connect(path: str | Path) -> Database:

@@ -5,19 +5,16 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 from email.message import Message
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlite_utils import Database
 
 from mailcircle import addresses
-from mailcircle.circle import mailing, members
+from mailcircle.circle import mailing, members, submissions
 from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
 from mailcircle.clock import Clock, iso
-from mailcircle.mail import attachments_of
 from mailcircle.outbound import compose
 from mailcircle.rows import new_id
 
@@ -41,14 +38,9 @@ def due_text(moment: datetime, member: Member) -> str:
     return local.strftime(f"%A %-d %B at %H:%M ({member.timezone})")
 
 
-def draft_attachments(db: Database, spool_id: int) -> tuple[tuple[str, str, bytes], ...]:
-    row = db.execute("SELECT raw FROM spool WHERE id = ?", [spool_id]).fetchone()
-    if row is None:
-        return ()
-    headers = BytesHeaderParser(policy=compat32).parsebytes(row[0])
-    if headers.get_content_maintype() != "multipart":
-        return ()  # a single part is the text itself: nothing attached (and no parse to pay)
-    return tuple((a.filename or "draft", a.content_type, a.payload) for a in attachments_of(row[0]))
+def draft_attachments(db: Database, submission_id: int) -> tuple[submissions.File, ...]:
+    """The files attached to a draft, as stored when it was taken."""
+    return submissions.files_of(db, [submission_id]).get(submission_id, ())
 
 
 def queue_mail(db: Database, clock: Clock, circle: Circle, message: Message, purpose: str) -> None:
@@ -106,7 +98,7 @@ def assign(
     reviewer = members.get_by_id(db, reviewer_id)
     author = members.get_by_id(db, submission["member_id"])
     token = secrets.token_hex(12)
-    attachments = draft_attachments(db, submission["spool_id"])
+    attachments = draft_attachments(db, submission_id)
     message = assignment_mail(
         composer,
         circle,

@@ -1,16 +1,17 @@
 """One person's data in one circle: everything stored about them, exported or erased on request.
 
-What is "about them": their member row; the drafts they sent (with the text); the
-critiques they gave and the ones they received; their assignments and the tokens in them;
-join and leave confirmations sent to their address; bounces, digests and engagement answers
-recorded for them; their talk posts, agenda items and sender records; the inbound mail in
-the spool that holds their words (mail they sent, and the mail their drafts, critiques,
-posts and bounces came from); and the outgoing mail to them.
+What is "about them": their member row; the drafts they sent (with the text, and the
+files attached: names and sizes in the export); the critiques they gave and the ones they
+received; their assignments and the tokens in them; join and leave confirmations sent to
+their address; bounces, digests and engagement answers recorded for them; their talk
+posts, agenda items and sender records; the inbound mail in the spool that holds their
+words (mail they sent, and the mail their drafts, critiques, posts and bounces came from);
+and the outgoing mail to them.
 
 Erasing keeps the database whole: rows other people's records point at (the member row,
 their drafts, their critiques) are anonymised in place, never left dangling; rows that only
-matter to them are deleted; their spooled mail keeps its row (so a re-delivery is still
-recognised) with the raw bytes blanked.
+matter to them (the files attached to their drafts too) are deleted; their spooled mail
+keeps its row (so a re-delivery is still recognised) with the raw bytes blanked.
 """
 
 from __future__ import annotations
@@ -89,6 +90,14 @@ def export(db: Database, clock: Clock, circle: Circle, email: str, *, raw: bool)
         "exported_at": iso(clock.now()),
         "member": _rows(db, "SELECT * FROM members WHERE id = ?", [mid]),
         "drafts": _rows(db, "SELECT * FROM submissions WHERE member_id = ? ORDER BY id", [mid]),
+        "draft_files": _rows(
+            db,
+            "SELECT f.submission_id, f.position, f.filename, f.content_type,"
+            " length(f.payload) AS size FROM draft_files f"
+            " JOIN submissions s ON s.id = f.submission_id WHERE s.member_id = ?"
+            " ORDER BY f.submission_id, f.position",
+            [mid],
+        ),
         "assignments": _rows(
             db,
             "SELECT a.id, a.submission_id, s.title, a.status, a.token, a.assigned_at, a.due_at,"
@@ -254,6 +263,11 @@ def erase(db: Database, clock: Clock, composer: Composer, circle: Circle, email:
             " status = CASE WHEN status IN ('queued', 'assigned') THEN 'withdrawn' ELSE status END"
             " WHERE member_id = ?",
             [ERASED, mid],
+        ).rowcount
+        count["files attached to their drafts deleted"] = db.execute(
+            "DELETE FROM draft_files WHERE submission_id IN"
+            " (SELECT id FROM submissions WHERE member_id = ?)",
+            [mid],
         ).rowcount
         spool_ids = _spool_ids()
         count["inbound mails blanked"] = db.execute(

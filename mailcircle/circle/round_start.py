@@ -18,12 +18,11 @@ from typing import Any
 from sqlite_utils import Database
 
 from mailcircle import addresses
-from mailcircle.circle import members
+from mailcircle.circle import members, submissions
 from mailcircle.circle.assign import RoundInput, RoundPlan, plan_round
 from mailcircle.circle.assigning import (
     OPEN,
     assignment_mail,
-    draft_attachments,
     tell_moderators,
     title_of,
 )
@@ -115,7 +114,7 @@ def _prepare(db: Database, clock: Clock, composer: compose.Composer, circle: Cir
         marks = ", ".join("?" * len(chunk))
         for row in db.query(f"SELECT * FROM submissions WHERE id IN ({marks})", chunk):
             drafts[row["id"]] = row
-    attachments = {sid: draft_attachments(db, drafts[sid]["spool_id"]) for sid in planned}
+    attachments = submissions.files_of(db, planned)  # one query for the round's drafts
     rows = []
     failed: dict[int, str] = {}
     for submission_id, reviewer_id in plan.assignments:
@@ -134,7 +133,7 @@ def _prepare(db: Database, clock: Clock, composer: compose.Composer, circle: Cir
                 author,
                 token,
                 due,
-                attachments[submission_id],
+                attachments.get(submission_id, ()),
             )
         except Exception as err:  # one draft's mail must never stop the round for the rest
             log.exception("round: the assignment mail for submission #%d failed", submission_id)

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from typing import Any
 
 from sqlite_utils import Database
 
 from mailcircle.clock import iso
+from mailcircle.db import transaction
 from mailcircle.errors import MailcircleError, NotFound
+from mailcircle.mail import attachments_of
 from mailcircle.rows import new_id
 from mailcircle.text import without_prefixes
 
 QUEUED = "queued"
 UNTITLED = "(untitled)"
+UNNAMED_FILE = "draft"  # the name reviewers see for an attached file that came without one
+
+File = tuple[str, str, bytes]  # an attached file: (filename, content type, bytes)
 
 _ASK = re.compile(r"^\s*ask\s*:\s*(.*)$", re.I)
 
@@ -67,25 +75,67 @@ def create(
     thread: tuple[str, ...],
     draft: Draft,
     now: datetime,
+    files: Sequence[File] = (),
 ) -> int:
-    """Store a draft in the queue. Call inside the transaction that answers its mail."""
-    return new_id(
-        db.table("submissions").insert(
-            {
-                "circle_id": circle_id,
-                "member_id": member_id,
-                "spool_id": spool_id,
-                "message_id": message_id,
-                "thread": " ".join(thread),
-                "title": draft.title,
-                "body": draft.body,
-                "asks": draft.asks,
-                "word_count": draft.word_count,
-                "status": QUEUED,
-                "submitted_at": iso(now),
-            }
+    """Store a draft in the queue, with the files attached to it (``files_in``), which go
+    to its reviewers. Call inside the transaction that answers its mail."""
+    with transaction(db):
+        submission_id = new_id(
+            db.table("submissions").insert(
+                {
+                    "circle_id": circle_id,
+                    "member_id": member_id,
+                    "spool_id": spool_id,
+                    "message_id": message_id,
+                    "thread": " ".join(thread),
+                    "title": draft.title,
+                    "body": draft.body,
+                    "asks": draft.asks,
+                    "word_count": draft.word_count,
+                    "status": QUEUED,
+                    "submitted_at": iso(now),
+                }
+            )
         )
+        db.conn.executemany(
+            "INSERT INTO draft_files (submission_id, position, filename, content_type, payload)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                (submission_id, position, filename, content_type, payload)
+                for position, (filename, content_type, payload) in enumerate(files)
+            ),
+        )
+    return submission_id
+
+
+def files_in(raw: bytes) -> tuple[File, ...]:
+    """The files a draft mail carries to its reviewers, read from its raw bytes once, when
+    the draft is taken: the parts ``mailcircle.mail.attachments_of`` finds in a multipart
+    mail (a single part is the text itself: nothing attached), a nameless one named
+    ``UNNAMED_FILE``."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    if headers.get_content_maintype() != "multipart":
+        return ()  # and no parse to pay
+    return tuple(
+        (a.filename or UNNAMED_FILE, a.content_type, a.payload) for a in attachments_of(raw)
     )
+
+
+def files_of(db: Database, submission_ids: Iterable[int]) -> dict[int, tuple[File, ...]]:
+    """The stored files of these drafts, in the order they were attached: one indexed query
+    per 500 drafts. A draft with none is absent from the answer."""
+    wanted = sorted(set(submission_ids))
+    found: dict[int, list[File]] = {}
+    for at in range(0, len(wanted), 500):  # SQLite's limit on parameters, with room to spare
+        chunk = wanted[at : at + 500]
+        marks = ", ".join("?" * len(chunk))
+        for submission_id, filename, content_type, payload in db.execute(
+            "SELECT submission_id, filename, content_type, payload FROM draft_files"
+            f" WHERE submission_id IN ({marks}) ORDER BY submission_id, position",
+            chunk,
+        ):
+            found.setdefault(submission_id, []).append((filename, content_type, bytes(payload)))
+    return {submission_id: tuple(files) for submission_id, files in found.items()}
 
 
 def find_by_message_id(db: Database, circle_id: int, message_id: str) -> dict[str, Any] | None:

@@ -362,6 +362,7 @@ class Pipeline:
             self.composer.compose(circle, "submission_ack", ack, to=member.email, answering=mail),
             "submission_ack",
         )
+        files = submissions.files_in(job.spooled.raw)
         self.senders.remember_words(job, member)
         submission_id = submissions.create(
             self.db,
@@ -372,6 +373,7 @@ class Pipeline:
             thread=mail.thread,
             draft=draft,
             now=now,
+            files=files,
         )
         return f"draft {draft.title!r} from {member.email} queued as submission #{submission_id}"
 
