@@ -11,10 +11,10 @@ source with ``ast``, so an import inside a function counts as much as one at the
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
 
 import pytest
+from test_face import database_uses
 
 PACKAGE = Path(__file__).parents[1] / "mailcircle"
 
@@ -141,24 +141,6 @@ def test_a_type_only_import_stays_type_only() -> None:
     assert not (running & TYPE_ONLY)
 
 
-_SQL = re.compile(r"\b(SELECT|INSERT INTO|UPDATE|DELETE FROM|REPLACE INTO)\s")
-
-
-def sql_in(path: Path) -> list[str]:
-    """Where a module runs SQL: statements in its string constants, and ``db.table``/``db[``."""
-    tree = ast.parse(path.read_text(), str(path))
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if _SQL.search(node.value) and node.value.lstrip()[:6].isupper():
-                found.append(f"{path.name}:{node.lineno} {node.value.strip()[:40]!r}")
-        elif isinstance(node, ast.Attribute) and node.attr == "table":
-            found.append(f"{path.name}:{node.lineno} .table")
-        elif isinstance(node, ast.Subscript) and getattr(node.value, "id", "") == "db":
-            found.append(f"{path.name}:{node.lineno} db[...]")
-    return found
-
-
 def test_the_pipeline_asks_the_domain_and_runs_no_sql_of_its_own() -> None:
     """All SQL on circle tables lives in the domain (circle/, and spool.py and outbound/
     for their own tables): the pipeline's steps call it by name."""
@@ -168,10 +150,5 @@ def test_the_pipeline_asks_the_domain_and_runs_no_sql_of_its_own() -> None:
         if layer(module_name(path)) == "pipeline"
     ]
     assert any(path.name == "commands.py" for path in pipeline)
-    assert [hit for path in pipeline for hit in sql_in(path)] == []
-
-
-def test_the_sql_finder_finds_sql(tmp_path: Path) -> None:
-    sample = tmp_path / "sample.py"
-    sample.write_text('db.execute("SELECT 1 FROM spool WHERE id = ?")\ndb["outbox"].insert({})\n')
-    assert len(sql_in(sample)) == 2
+    found = [f"{path.name}:{use}" for path in pipeline for use in database_uses(path.read_text())]
+    assert found == []
