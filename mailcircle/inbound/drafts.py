@@ -4,17 +4,14 @@ and acknowledged, with its place in line and when the next round starts."""
 
 from __future__ import annotations
 
-from sqlite_utils import Database
-
 from mailcircle.circle import assignments, profile, rounds, submissions
 from mailcircle.circle.assign import held_back_members
 from mailcircle.circle.members import Member
-from mailcircle.clock import Clock
 from mailcircle.errors import Duplicate, Hold, Refuse
 from mailcircle.inbound.docx import AttachmentRefused, docx_text
 from mailcircle.inbound.job import Job
 from mailcircle.inbound.parse import Mail, parse
-from mailcircle.inbound.senders import Senders
+from mailcircle.inbound.stage import Stage
 from mailcircle.outbound import compose
 
 TEXT_ATTACHMENT_SUFFIXES = (".txt", ".md", ".markdown")
@@ -36,15 +33,7 @@ def read(raw: bytes) -> Mail:
     return mail
 
 
-class Drafts:
-    def __init__(
-        self, db: Database, clock: Clock, composer: compose.Composer, senders: Senders
-    ) -> None:
-        self.db = db
-        self.clock = clock
-        self.composer = composer
-        self.senders = senders
-
+class Drafts(Stage):
     def take(self, job: Job, member: Member) -> str:
         """A draft from ``member``: queued and acknowledged (composed before the writes)."""
         mail, circle = job.mail, job.circle

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlite_utils import Database
-
 from mailcircle.circle import members, profile, rounds, talk
 from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
-from mailcircle.clock import Clock
-from mailcircle.inbound.senders import Senders
+from mailcircle.inbound.stage import Stage
 from mailcircle.outbound import compose
 
 if TYPE_CHECKING:
@@ -44,15 +41,7 @@ def command_word(action: str, subject: str, text: str) -> str:
     return ""
 
 
-class Handler:
-    def __init__(
-        self, db: Database, clock: Clock, composer: compose.Composer, senders: Senders
-    ) -> None:
-        self.db = db
-        self.clock = clock
-        self.composer = composer
-        self.senders = senders
-
+class Handler(Stage):
     def _answer(self, job: Job, template: str, context: object, *, reply_to: str = "") -> None:
         message = self.composer.compose(
             job.circle, template, context, to=job.answer_to, answering=job.mail, reply_to=reply_to
