@@ -131,8 +131,3 @@ class Lease:
                 )
         except Exception:  # it expires by itself
             log.warning("could not release the lease", exc_info=True)
-
-
-def holder_of(db: Database) -> dict[str, object] | None:
-    rows = list(db.query("SELECT * FROM leases WHERE name = ?", [NAME]))
-    return rows[0] if rows else None

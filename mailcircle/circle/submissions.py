@@ -148,15 +148,6 @@ def find_by_message_id(db: Database, circle_id: int, message_id: str) -> dict[st
     return rows[0] if rows else None
 
 
-def queue_position(db: Database, circle_id: int, submission_id: int) -> int:
-    """1 for the oldest queued draft of the circle, and so on."""
-    row = db.execute(
-        "SELECT COUNT(*) FROM submissions WHERE circle_id = ? AND status = ? AND id <= ?",
-        [circle_id, QUEUED, submission_id],
-    ).fetchone()
-    return int(row[0])
-
-
 def next_queue_position(db: Database, circle_id: int) -> int:
     """The place in the queue a draft taken now will have."""
     row = db.execute(

@@ -10,14 +10,13 @@ import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlite_utils import Database
-
 from mailcircle import addresses
 from mailcircle.circle import assignments, bounces, critiques, members
-from mailcircle.clock import Clock, parse_iso
+from mailcircle.clock import parse_iso
 from mailcircle.errors import Hold, Ignore, Refuse
 from mailcircle.inbound.reply import trim_reply
-from mailcircle.inbound.senders import ANSWERED, LOOP_WINDOW, Senders, is_thanks, sounds_away
+from mailcircle.inbound.senders import ANSWERED, LOOP_WINDOW, is_thanks, sounds_away
+from mailcircle.inbound.stage import Stage
 from mailcircle.outbound import compose, sent
 
 if TYPE_CHECKING:
@@ -57,15 +56,7 @@ def _closed(assignment: dict[str, Any], reviewer: members.Member) -> str:
     return ""
 
 
-class Answers:
-    def __init__(
-        self, db: Database, clock: Clock, composer: compose.Composer, senders: Senders
-    ) -> None:
-        self.db = db
-        self.clock = clock
-        self.composer = composer
-        self.senders = senders
-
+class Answers(Stage):
     def critique(self, job: Job) -> str:
         """A reply to an assignment: deliver it to the author, send the reviewer a receipt."""
         mail, circle, assignment = job.mail, job.circle, job.assignment

@@ -22,9 +22,6 @@ class Budget:
     cpu_seconds: int = 10
     memory_mb: int = 512
 
-    def describe(self) -> str:
-        return f"{self.cpu_seconds} s of CPU and {self.memory_mb} MB of memory"
-
     @contextlib.contextmanager
     def applied(self) -> Iterator[None]:
         """Hold this process to the budget for the length of the block."""

@@ -1,5 +1,7 @@
 """Commands by mail: +join, +confirm-TOKEN, +leave, +pause, +resume, +status, +help, and
-+request (the command word in the subject or first line). Each answers with a clear mail.
++request (the command word in the subject or first line). Each answers with a clear mail;
+a member's own choices (+digest, +talk-..., +timezone, +name, +rsvp, +agenda) are in
+choices.py.
 
 Joining and leaving are confirmed: the confirmation token goes only to the address that
 joins or leaves, and is honoured only from that address, so a forged From: can never
@@ -8,7 +10,6 @@ add or remove anyone.
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -17,8 +18,6 @@ from sqlite_utils import Database
 from mailcircle.circle import (
     assignments,
     confirmations,
-    digest,
-    engagement,
     holds,
     member_work,
     members,
@@ -30,68 +29,40 @@ from mailcircle.circle.assign import held_back_members
 from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
 from mailcircle.clock import Clock, parse_iso
-from mailcircle.errors import Hold, MailcircleError, Refuse
+from mailcircle.errors import Hold, Refuse
 from mailcircle.inbound.answers import Answers
+from mailcircle.inbound.choices import Choices
+from mailcircle.inbound.handler import (
+    AGENDA,
+    CONFIRM,
+    DIGEST,
+    HELP,
+    JOIN,
+    LEAVE,
+    NAME,
+    NOTE,
+    PAUSE,
+    REQUEST,
+    RESUME,
+    RSVP,
+    STATUS,
+    TALK,
+    TIMEZONE,
+    Handler,
+    command_word,
+)
 from mailcircle.inbound.senders import Senders
-from mailcircle.mail import Mail
 from mailcircle.outbound import compose
-from mailcircle.text import first_word, without_prefixes
 
 if TYPE_CHECKING:
     from mailcircle.inbound.job import Job
 
-JOIN, CONFIRM, LEAVE, PAUSE, RESUME, STATUS, HELP, REQUEST = (
-    "join",
-    "confirm",
-    "leave",
-    "pause",
-    "resume",
-    "status",
-    "help",
-    "request",
-)
-DIGEST, RSVP, NOTE = "digest", "rsvp", "note"
-TALK, TIMEZONE, NAME, AGENDA = "talk", "timezone", "name", "agenda"
+__all__ = ["Commands", "command_word"]
+
 CONFIRMATION_DAYS = 7
 
 
-def command_word(action: str, subject: str, text: str) -> str:
-    """The command a mail asks for: the address's action, or for +request the first word
-    of the subject, else of the first line of the text."""
-    if action != REQUEST:
-        return action
-    for source in (subject, text.strip().split("\n", 1)[0] if text.strip() else ""):
-        words = source.strip().lower().lstrip("+").split()
-        if words:
-            return words[0].strip(".,:;!")
-    return ""
-
-
-YES = ("yes", "oui", "ja", "si", "sí", "y")
-NO = ("no", "non", "nein", "nee", "nope", "n")
-
-
-def _first_word(mail: Mail) -> str:
-    return first_word(mail.text, mail.subject)
-
-
-def _argument(mail: Mail | None, word: str) -> str:
-    """What follows a command word: the subject without Re: and the word, else the first
-    line of the text ("+timezone Europe/Paris", or Europe/Paris as the subject)."""
-    if mail is None:
-        return ""
-    subject = without_prefixes(mail.subject)
-    first_line = next((line for line in mail.text.split("\n") if line.strip()), "")
-    for source in (subject, first_line):
-        words = source.split()
-        if words and words[0].lower().lstrip("+").rstrip(":") == word:
-            words = words[1:]
-        if words:
-            return " ".join(words)
-    return ""
-
-
-class Commands:
+class Commands(Handler):
     def __init__(
         self,
         db: Database,
@@ -100,11 +71,9 @@ class Commands:
         senders: Senders,
         answers: Answers,
     ) -> None:
-        self.db = db
-        self.clock = clock
-        self.composer = composer
-        self.senders = senders
+        super().__init__(db, clock, composer, senders)
         self.answers = answers
+        self.choices = Choices(db, clock, composer, senders)
 
     def handle(self, job: Job) -> str:
         word = command_word(job.route.action, job.mail.subject, job.mail.text)
@@ -116,62 +85,23 @@ class Commands:
             RESUME: self.resume,
             STATUS: self.status,
             HELP: self.help,
-            DIGEST: self.digest,
-            RSVP: self.rsvp,
+            DIGEST: self.choices.digest,
+            RSVP: self.choices.rsvp,
             NOTE: self.answers.note,
-            TALK: self.talk,  # poets+talk-each@ ... (a post to poets+talk@ never gets here)
-            **{f"{TALK}-{choice}": self.talk for choice in (*talk.CHOICES, talk.SELF, talk.NOSELF)},
-            TIMEZONE: self.timezone,
-            NAME: self.name,
-            AGENDA: self.agenda,
+            TALK: self.choices.talk,  # poets+talk-each@ ... (never a post to poets+talk@)
+            **{
+                f"{TALK}-{choice}": self.choices.talk
+                for choice in (*talk.CHOICES, talk.SELF, talk.NOSELF)
+            },
+            TIMEZONE: self.choices.timezone,
+            NAME: self.choices.name,
+            AGENDA: self.choices.agenda,
         }
         if word in handlers:
             return handlers[word](job)
         return self.help(job, not_understood=word or "(an empty request)")
 
-    # --- answers ------------------------------------------------------------------------
-
-    def _answer(self, job: Job, template: str, context: object, *, reply_to: str = "") -> None:
-        message = self.composer.compose(
-            job.circle, template, context, to=job.answer_to, answering=job.mail, reply_to=reply_to
-        )
-        job.send(message, template)
-
-    def _member(self, job: Job, acting: str = "") -> Member:
-        """The member the mail is from, or a polite refusal that explains how to join.
-        A command that changes something (``acting``) must come from a proven sender."""
-        member = members.find(self.db, job.circle, job.mail.from_addr)
-        if member is None:
-            raise self.senders.stranger(job, what="a command")
-        job.answer_to = member.email
-        if acting:
-            self.senders.require(job, member, acting)
-        return member
-
-    def _next_round(self, circle: Circle) -> str:
-        config = circle.config
-        start = rounds.next_round_start(self.clock.now(), config).astimezone(config.zone)
-        return start.strftime(f"%A %-d %B at %H:%M ({config.timezone})")
-
     # --- the commands ---------------------------------------------------------------------
-
-    def help(self, job: Job, not_understood: str = "") -> str:
-        circle = job.circle
-        self._answer(
-            job,
-            "help",
-            compose.Help(
-                circle_name=circle.name,
-                circle_address=circle.address,
-                request_address=circle.action_address(REQUEST),
-                join_address=circle.action_address(JOIN),
-                not_understood=not_understood,
-                talk_address=talk.address(circle),
-            ),
-        )
-        if not_understood:
-            return f"did not understand {not_understood!r}; sent the help text"
-        return "sent the help text"
 
     def join(self, job: Job) -> str:
         mail, circle = job.mail, job.circle
@@ -350,197 +280,6 @@ class Commands:
             ),
         )
         return f"sent {member.email} their status"
-
-    def digest(self, job: Job) -> str:
-        """+digest-off, +digest-on. A reply to a digest that says yes or no answers the
-        engagement day it announces; any other reply gets the help text."""
-        member = self._member(job)
-        circle, route, mail = job.circle, job.route, job.mail
-        if route.token not in ("on", "off"):
-            upcoming = engagement.next_day(self.db, circle, self.clock.now())
-            if upcoming and _first_word(mail) in YES + NO:
-                route_for_day = dataclasses.replace(route, token=str(upcoming["id"]))
-                job.route = route_for_day
-                return self.rsvp(job)
-            self.help(job, not_understood="a reply to the digest (it does not go to the circle)")
-            return "a reply to the digest; sent the help text"
-        self.senders.require(job, member, f"+digest-{route.token}")
-        on = route.token == "on"
-        digest.set_digest(self.db, member, digest.WEEKLY if on else digest.OFF)
-        self._answer(
-            job,
-            "digest_answer",
-            compose.DigestAnswer(
-                member_name=member.greeting_name,
-                circle_name=circle.name,
-                on=on,
-                other_address=circle.action_address(DIGEST, "off" if on else "on"),
-            ),
-        )
-        return f"{member.email} turned the digest {route.token}"
-
-    def rsvp(self, job: Job) -> str:
-        """poets+rsvp-ID@: yes or no to an engagement day (the first word decides)."""
-        member = self._member(job, acting="an RSVP")
-        mail, circle, route = job.mail, job.circle, job.route
-        day = engagement.get(self.db, circle, route.token)
-        if day is None:
-            return self.help(job, not_understood=f"rsvp-{route.token}")
-        coming = _first_word(mail) not in NO
-        engagement.rsvp(self.db, self.clock, day["id"], member.id, coming)
-        self._answer(
-            job,
-            "rsvp_answer",
-            compose.RsvpAnswer(
-                member_name=member.greeting_name,
-                circle_name=circle.name,
-                day=day["day"],
-                topic=day["topic"],
-                coming=coming,
-            ),
-        )
-        return f"{member.email} answered {'yes' if coming else 'no'} for {day['day']}"
-
-    # --- the circle's talk and members' own settings ---------------------------------------
-
-    def talk(self, job: Job) -> str:
-        """poets+talk-each@, -digest@, -off@, -self@, -noself@ (or the word to +request)."""
-        member = self._member(job, acting="a reading choice for the talk")
-        circle, route, mail = job.circle, job.route, job.mail
-        word = command_word(route.action, mail.subject, mail.text)
-        wanted = route.token if word == TALK else word.partition("-")[2]
-        if wanted not in (*talk.CHOICES, talk.SELF, talk.NOSELF):
-            return self.help(job, not_understood=f"talk-{wanted}" if wanted else TALK)
-        choice, own = talk.choice_of(self.db, member.id)
-        turned_on = False
-        if wanted in talk.CHOICES:
-            choice = wanted
-            talk.set_choice(self.db, member.id, choice)
-            if choice == talk.DIGEST:
-                turned_on = digest.set_digest(self.db, member, digest.WEEKLY) == digest.OFF
-        else:
-            own = wanted == talk.SELF
-            talk.set_own_copies(self.db, member.id, own)
-        address = circle.action_address
-        self._answer(
-            job,
-            "talk_choice",
-            compose.TalkChoice(
-                member_name=member.greeting_name,
-                circle_name=circle.name,
-                choice=choice,
-                own_copies=own,
-                digest_turned_on=bool(turned_on),
-                talk_address=talk.address(circle),
-                each_address=address(TALK, talk.EACH),
-                digest_address=address(TALK, talk.DIGEST),
-                off_address=address(TALK, talk.OFF),
-                self_address=address(TALK, talk.NOSELF if own else talk.SELF),
-                zone_offer=self._zone_offer(job, member),
-            ),
-        )
-        return f"{member.email} reads the talk: {choice}{', own posts too' if own else ''}"
-
-    def timezone(self, job: Job) -> str:
-        """poets+timezone@ with the zone in the subject (or "timezone Europe/Paris" to
-        +request): due dates, round times and digests in the member's own time."""
-        member = self._member(job, acting="a time zone change")
-        wanted = _argument(job.mail, TIMEZONE)
-        try:
-            zone = profile.check_zone(wanted)
-        except MailcircleError as err:
-            return self._setting_answer(job, member, "time zone", wanted, problem=str(err))
-        profile.set_timezone(self.db, member, zone)
-        member = dataclasses.replace(member, timezone=zone)
-        now = profile.local_text(self.clock.now(), member)
-        return self._setting_answer(job, member, "time zone", zone, local_now=now)
-
-    def name(self, job: Job) -> str:
-        """poets+name@ with the name in the subject: what the circle calls the member."""
-        member = self._member(job, acting="a name change")
-        wanted = _argument(job.mail, NAME)
-        try:
-            name = profile.clean_name(wanted)
-        except MailcircleError as err:
-            return self._setting_answer(job, member, "name", wanted, problem=str(err))
-        profile.set_name(self.db, member, name)
-        return self._setting_answer(job, dataclasses.replace(member, name=name), "name", name)
-
-    def _setting_answer(
-        self,
-        job: Job,
-        member: Member,
-        setting: str,
-        value: str,
-        *,
-        problem: str = "",
-        local_now: str = "",
-    ) -> str:
-        circle = job.circle
-        shown = " ".join(value.split())[:80]
-        self._answer(
-            job,
-            "member_setting",
-            compose.MemberSetting(
-                member_name=member.greeting_name,
-                circle_name=circle.name,
-                setting=setting,
-                value=shown,
-                problem=problem,
-                local_now=local_now,
-                command_address=circle.action_address(TIMEZONE if setting == "time zone" else NAME),
-            ),
-        )
-        if problem:
-            return f"{member.email} could not set their {setting} to {shown!r}: {problem}"
-        return f"{member.email} set their {setting} to {shown!r}"
-
-    def agenda(self, job: Job) -> str:
-        """poets+agenda@ from a moderator: the subject (or first line) goes on the agenda of
-        the next engagement day."""
-        member = self._member(job, acting="an agenda item")
-        circle = job.circle
-        item = _argument(job.mail, AGENDA)
-        upcoming = engagement.next_day(self.db, circle, self.clock.now())
-        problem = ""
-        if member.role != members.MODERATOR:
-            problem = (
-                "Only the circle's moderators can add to the engagement day's agenda. "
-                f"To suggest something, write to everyone at {talk.address(circle)}."
-            )
-        elif upcoming is None:
-            problem = "No engagement day is planned yet, so there is no agenda to add to."
-        else:
-            try:
-                item = engagement.add_item(self.db, self.clock, upcoming, item, member.email)
-            except MailcircleError as err:
-                problem = f"{err}. Put the item in the subject of your mail."
-        self._answer(
-            job,
-            "agenda_answer",
-            compose.AgendaAnswer(
-                member_name=member.greeting_name,
-                circle_name=circle.name,
-                item=" ".join(item.split())[:300],
-                day=upcoming["when"] if upcoming else "",
-                topic=upcoming["topic"] if upcoming else "",
-                problem=problem,
-            ),
-        )
-        if problem:
-            return f"{member.email} could not add to the agenda: {problem}"
-        return f"{member.email} added {item!r} to the agenda of {upcoming['day']}"  # type: ignore[index]
-
-    def _zone_offer(self, job: Job, member: Member) -> str:
-        """For a member still on UTC, a sentence offering the zone their mail's Date: shows."""
-        zone = profile.zone_offer(job.mail.header("date"), member, self.clock.now())
-        if not zone:
-            return ""
-        return (
-            f"Your dates are in UTC, but your mail's clock says you may live in {zone} time. "
-            f"To have every due date and digest in your own time, mail "
-            f"{job.circle.action_address(TIMEZONE)} with {zone} (or your own zone) as the subject."
-        )
 
     def _confirmation(self, circle: Circle, email: str, name: str, purpose: str) -> str:
         return confirmations.create(self.db, circle.id, email, name, purpose, self.clock.now())

@@ -27,7 +27,7 @@ from mailcircle.circle import assignments, circles
 from mailcircle.clock import Clock
 from mailcircle.db import transaction
 from mailcircle.errors import Changed, Outcome
-from mailcircle.inbound import pipeline, spool
+from mailcircle.inbound import drafts, pipeline, spool
 from mailcircle.inbound.budget import Budget
 from mailcircle.inbound.docx import AttachmentRefused
 from mailcircle.inbound.job import Job
@@ -115,7 +115,7 @@ class Worker:
 
     def parse(self, attempt: Attempt) -> None:
         """Parse the mail and read an attached draft: slow, so outside any transaction."""
-        attempt.mail = pipeline.read(attempt.spooled.raw)
+        attempt.mail = drafts.read(attempt.spooled.raw)
 
     def _settle(self, attempt: Attempt) -> tuple[str, str]:
         spooled = attempt.spooled

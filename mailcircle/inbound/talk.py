@@ -11,29 +11,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlite_utils import Database
-
 from mailcircle import addresses
 from mailcircle.circle import members, talk
-from mailcircle.clock import Clock
 from mailcircle.errors import Duplicate, Hold, Refuse
 from mailcircle.inbound.route import COMMAND, DRAFT
-from mailcircle.inbound.senders import Senders
+from mailcircle.inbound.stage import Stage
 from mailcircle.outbound import compose
 
 if TYPE_CHECKING:
     from mailcircle.inbound.job import Job
 
 
-class Talk:
-    def __init__(
-        self, db: Database, clock: Clock, composer: compose.Composer, senders: Senders
-    ) -> None:
-        self.db = db
-        self.clock = clock
-        self.composer = composer
-        self.senders = senders
-
+class Talk(Stage):
     def is_post(self, job: Job) -> bool:
         """Whether the mail is a talk post: to poets+talk@, or to the circle's address in
         answer to a talk post or an engagement day's kick-off."""
