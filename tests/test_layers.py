@@ -30,6 +30,7 @@ BASE = {
     "mailcircle.logs",
     "mailcircle.mail",
     "mailcircle.rows",
+    "mailcircle.setting",
     "mailcircle.text",
 }
 
