@@ -228,6 +228,9 @@ DECLARED: tuple[Setting, ...] = declared(Settings, "") + tuple(
     setting for name, cls in TABLES.items() for setting in declared(cls, name)
 )
 
+# What each table is for, said in its dataclass's docstring.
+TABLE_NOTES = {name: (cls.__doc__ or "").strip() for name, cls in TABLES.items()}
+
 # Each key with its default as the file writes it and its meaning (README checks use these).
 DOCUMENTED_KEYS: dict[str, tuple[str, str]] = {
     s.key: (s.kind.toml(s.default), s.meaning) for s in DECLARED
@@ -317,8 +320,7 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
 
 def sample_file() -> str:
     """The commented settings file `mailcircle init` writes: every key at its default."""
-    notes = {name: (cls.__doc__ or "").strip() for name, cls in TABLES.items()}
-    return toml_file(DECLARED, SAMPLE_HEADER, notes)
+    return toml_file(DECLARED, SAMPLE_HEADER, TABLE_NOTES)
 
 
 SAMPLE_HEADER = """mailcircle settings. Every key is optional; the values shown are the defaults.

@@ -317,14 +317,31 @@ def _comment(text: str) -> list[str]:
 
 
 def markdown_table(settings: Iterable[Setting]) -> str:
-    """A README table: key, default and meaning of each setting."""
+    """A README table: key, default and meaning of each (circle) setting."""
     rows = ["| key | default | meaning |", "| --- | --- | --- |"]
     for s in settings:
         default = s.kind.show(s.default)
         shown = f"`{default}`" if default else "(empty)"
-        meaning = s.meaning.replace("|", "\\|")
-        rows.append(f"| `{s.key}` | {shown} | {meaning} |")
+        rows.append(f"| `{s.key}` | {shown} | {_cell(s.meaning)} |")
     return "\n".join(rows) + "\n"
+
+
+def file_tables(settings: Iterable[Setting], notes: Mapping[str, str]) -> str:
+    """README tables of the settings file, one per TOML table, each key as the file writes
+    it at its default; ``notes`` says what a table is for."""
+    out: list[str] = []
+    scope = None
+    for s in settings:
+        if s.scope != scope:
+            scope = s.scope
+            title = f"`[{scope}]` — {notes.get(scope, '')}" if scope else "At the top of the file:"
+            out += ["", title, "", "| setting and default | meaning |", "| --- | --- |"]
+        out.append(f"| `{s.toml()}` | {_cell(s.meaning)} |")
+    return "\n".join(out).lstrip("\n") + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def between(text: str, marker: str) -> str:

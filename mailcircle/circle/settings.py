@@ -65,8 +65,8 @@ class CircleSettings:
     participation_needed: int = declare(
         NUMBER,
         3,
-        "a member may submit while they critiqued in this many of their last "
-        "participation_window rounds with assignments",
+        "rounds a member must have critiqued in, of their last participation_window, "
+        "to keep submitting",
         least=1,
     )
     participation_window: int = declare(
