@@ -6,6 +6,10 @@ Circles and their own settings live in the database and are changed with ``mailc
 The file is found from ``--config``, else the ``MAILCIRCLE_CONFIG`` environment variable;
 without either every setting takes its default. Relative paths are read against the folder
 of the settings file (or the current folder when there is none).
+
+Every key is declared once, in the dataclasses below (kind, default, meaning and checks;
+see mailcircle.setting): reading the file, `mailcircle init`'s sample file and README's
+tables all come from those declarations.
 """
 
 from __future__ import annotations
@@ -27,14 +31,12 @@ from mailcircle.setting import (
     NAMES,
     NUMBER,
     TEXT,
-    HostPort,
     Setting,
     declare,
     declared,
     toml_file,
 )
-
-__all__ = ["HostPort", "Settings", "load", "sample_file"]
+from mailcircle.setting import HostPort as HostPort  # where the edges take it from
 
 ENV_VAR = "MAILCIRCLE_CONFIG"
 

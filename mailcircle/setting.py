@@ -44,7 +44,7 @@ class Wrong(Exception):
 class Kind:
     """What a setting holds: a string, unless a subclass says otherwise.
 
-    ``take`` reads a value as the TOML file (or the stored JSON) gives it, ``parse`` one typed
+    ``take`` reads a value as the TOML settings file gives it, ``parse`` one typed
     on the command line; both raise :class:`Wrong`. ``toml`` writes a value back for the
     settings file, ``show`` for people.
     """
@@ -86,7 +86,7 @@ class Number(Kind):
 
 class Flag(Kind):
     expected = "true or false"
-    WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
+    WORDS = {"true": True, "false": False}
 
     def take(self, raw: Any) -> Any:
         if not isinstance(raw, bool):
@@ -113,9 +113,6 @@ class Names(Kind):
         if not isinstance(raw, list) or not all(isinstance(v, str) and v.strip() for v in raw):
             raise Wrong()
         return tuple(v.strip().lower() for v in raw)
-
-    def parse(self, text: str) -> Any:
-        return self.take([name for name in text.split(",") if name.strip()])
 
     def toml(self, value: Any) -> str:
         return json.dumps(list(value), ensure_ascii=False)
@@ -213,7 +210,7 @@ class Setting:
         return self.kind.expected
 
     def take(self, raw: Any) -> Any:
-        """A value as the settings file (or stored JSON) gives it, checked."""
+        """A value as the settings file gives it, checked."""
         try:
             value = self.kind.take(raw)
         except Wrong as wrong:
@@ -254,9 +251,6 @@ class Setting:
     def toml(self) -> str:
         """``name = default`` as the settings file writes it."""
         return f"{self.name} = {self.kind.toml(self.default)}"
-
-    def shown_default(self) -> str:
-        return self.kind.show(self.default) or "(empty)"
 
 
 def declare(
@@ -321,8 +315,9 @@ def markdown_table(settings: Iterable[Setting]) -> str:
     rows = ["| key | default | meaning |", "| --- | --- | --- |"]
     for s in settings:
         default = s.kind.show(s.default)
-        shown = f"`{default}`" if default else "(empty)"
-        rows.append(f"| `{s.key}` | {shown} | {_cell(s.meaning)} |")
+        rows.append(
+            f"| `{s.key}` | {f'`{default}`' if default else '(empty)'} | {_cell(s.meaning)} |"
+        )
     return "\n".join(rows) + "\n"
 
 
