@@ -6,6 +6,10 @@ Circles and their own settings live in the database and are changed with ``mailc
 The file is found from ``--config``, else the ``MAILCIRCLE_CONFIG`` environment variable;
 without either every setting takes its default. Relative paths are read against the folder
 of the settings file (or the current folder when there is none).
+
+Every key is declared once, in the dataclasses below (kind, default, meaning and checks;
+see mailcircle.setting): reading the file, `mailcircle init`'s sample file and README's
+tables all come from those declarations.
 """
 
 from __future__ import annotations
@@ -19,40 +23,87 @@ from pathlib import Path
 from typing import Any
 
 from mailcircle.errors import ConfigError
+from mailcircle.setting import (
+    ADDRESS,
+    FILE,
+    FLAG,
+    HOST_NAME,
+    NAMES,
+    NUMBER,
+    TEXT,
+    Setting,
+    declare,
+    declared,
+    toml_file,
+)
+from mailcircle.setting import HostPort as HostPort  # where the edges take it from
 
 ENV_VAR = "MAILCIRCLE_CONFIG"
 
 
 @dataclass(frozen=True)
-class HostPort:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
 class InboundSettings:
-    smtp: HostPort | None = HostPort("127.0.0.1", 8025)
-    lmtp: HostPort | None = None
-    max_message_bytes: int = 26_214_400
-    # authserv-ids of receiving servers whose Authentication-Results headers are believed
-    trusted_authserv_ids: tuple[str, ...] = ()
-    max_recipients: int = 20  # circle addresses in one SMTP/LMTP transaction; more get 452
-    sender_bytes_per_hour: int = 268_435_456  # what one envelope sender may have stored
+    """Where mail comes in, and how much of it is taken."""
+
+    smtp: HostPort | None = declare(
+        ADDRESS,
+        HostPort("127.0.0.1", 8025),
+        "host:port the SMTP server listens on; empty: no SMTP server",
+    )
+    lmtp: HostPort | None = declare(
+        ADDRESS, None, 'host:port for an LMTP server (e.g. "127.0.0.1:8024"); empty: none'
+    )
+    max_message_bytes: int = declare(
+        NUMBER, 26_214_400, "larger mail is refused during the SMTP dialogue (552)", least=1024
+    )
+    trusted_authserv_ids: tuple[str, ...] = declare(
+        NAMES,
+        (),
+        "authserv-ids of your own receiving servers whose Authentication-Results are believed",
+    )
+    max_recipients: int = declare(
+        NUMBER, 20, "circle addresses one mail may name; more are refused (452)", least=1
+    )
+    sender_bytes_per_hour: int = declare(
+        NUMBER,
+        268_435_456,
+        "bytes one envelope sender may have stored in an hour (at least max_message_bytes); "
+        "beyond it mail waits (452)",
+        least=1024,
+    )
 
 
 @dataclass(frozen=True)
 class OutboundSettings:
-    relay: HostPort | None = None
-    starttls: bool = False
-    user: str = ""
-    password_env: str = ""
-    maildir: Path = Path("outgoing")
-    ca_file: Path | None = None  # extra CA certificates to trust for the relay's STARTTLS
-    helo_name: str = ""  # the name given in EHLO; empty: the domain of the envelope sender
-    idle_seconds: int = 30  # a relay connection idle longer than this is closed
+    """Where outgoing mail goes."""
+
+    relay: HostPort | None = declare(
+        ADDRESS,
+        None,
+        "host:port of the SMTP relay; empty: write every outgoing mail to the maildir",
+    )
+    starttls: bool = declare(FLAG, False, "use STARTTLS with the relay")
+    user: str = declare(TEXT, "", "user name for the relay's AUTH; empty: no AUTH")
+    password_env: str = declare(
+        TEXT, "", "name of the environment variable holding the relay password"
+    )
+    maildir: Path = declare(
+        FILE,
+        Path("outgoing"),
+        "Maildir that receives outgoing mail when no relay is set",
+        required=True,
+    )
+    ca_file: Path | None = declare(
+        FILE, None, "CA certificates (PEM) to trust for the relay's STARTTLS; empty: the system's"
+    )
+    helo_name: str = declare(
+        HOST_NAME,
+        "",
+        "the name mailcircle gives in EHLO; empty: the circle's domain (the envelope sender's)",
+    )
+    idle_seconds: int = declare(
+        NUMBER, 30, "close the relay connection after this many idle seconds", least=1
+    )
 
     def password(self) -> str:
         """The relay password, read from the environment when it is needed, never stored."""
@@ -72,17 +123,42 @@ IMAP_SECURITY = ("tls", "starttls", "none")
 
 @dataclass(frozen=True)
 class ImapSettings:
-    host: str = ""  # empty: no IMAP mailbox
-    port: int = 993
-    security: str = "tls"  # tls, starttls, or none (only sensible on a local server)
-    user: str = ""
-    password_env: str = ""
-    password_command: str = ""
-    folder: str = "INBOX"
-    processed_folder: str = ""  # empty: leave processed mail where it is, marked \Seen
-    failed_folder: str = ""  # empty: leave mail that cannot be taken where it is, \Flagged
-    poll_seconds: int = 60  # how often to look when the server has no IDLE
-    ca_file: Path | None = None  # extra CA certificates to trust for TLS/STARTTLS
+    """The mailbox `mailcircle poll` reads (only for poll)."""
+
+    host: str = declare(
+        TEXT, "", "IMAP server of the circle's mailbox, for `mailcircle poll`; empty: none"
+    )
+    port: int = declare(
+        NUMBER, 993, "IMAP port (993 for tls, usually 143 for starttls)", least=1, most=65535
+    )
+    security: str = declare(
+        TEXT,
+        "tls",
+        'how to protect the connection: "tls", "starttls" or "none" (a local server only)',
+        choices=IMAP_SECURITY,
+    )
+    user: str = declare(TEXT, "", "the mailbox's login name")
+    password_env: str = declare(
+        TEXT, "", "name of the environment variable holding the IMAP password"
+    )
+    password_command: str = declare(
+        TEXT, "", "or: a command that prints the IMAP password (e.g. pass show circle-imap)"
+    )
+    folder: str = declare(
+        TEXT, "INBOX", "the folder where the circle's mail arrives", required=True
+    )
+    processed_folder: str = declare(
+        TEXT, "", "move mail here once stored; empty: leave it, marked seen"
+    )
+    failed_folder: str = declare(
+        TEXT, "", "move mail that cannot be taken here; empty: leave it, flagged"
+    )
+    poll_seconds: int = declare(
+        NUMBER, 60, "how often to look for mail when the server has no IDLE", least=1
+    )
+    ca_file: Path | None = declare(
+        FILE, None, "CA certificates (PEM) to trust for the IMAP server's TLS; empty: the system's"
+    )
 
     def password(self) -> str:
         """The mailbox password: from the environment or a command, read when needed."""
@@ -116,13 +192,24 @@ class ImapSettings:
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    mail_cpu_seconds: int = 10  # one mail's processing; past it the mail is set aside
-    mail_memory_mb: int = 512
+    """How much one mail may take of the worker."""
+
+    mail_cpu_seconds: int = declare(
+        NUMBER, 10, "CPU seconds one mail may take; past it, twice, it is set aside", least=1
+    )
+    mail_memory_mb: int = declare(
+        NUMBER, 512, "memory (MB) one mail may take; past it, twice, it is set aside", least=64
+    )
 
 
 @dataclass(frozen=True)
 class Settings:
-    database: Path = Path("mailcircle.db")
+    database: Path = declare(
+        FILE,
+        Path("mailcircle.db"),
+        "SQLite file holding circles, members, the spool and the outbox",
+        required=True,
+    )
     inbound: InboundSettings = field(default_factory=InboundSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     imap: ImapSettings = field(default_factory=ImapSettings)
@@ -130,253 +217,85 @@ class Settings:
     source: Path | None = None  # the file these came from, if any
 
 
-# Every key with its default and a one-line explanation. `mailcircle init` writes this out
-# and a test checks that README.md documents each key.
+# The tables of the settings file, in the order the sample file gives them.
+TABLES: dict[str, type] = {
+    "inbound": InboundSettings,
+    "outbound": OutboundSettings,
+    "imap": ImapSettings,
+    "worker": WorkerSettings,
+}
+
+# Every key of the settings file, declared once in the dataclasses above.
+DECLARED: tuple[Setting, ...] = declared(Settings, "") + tuple(
+    setting for name, cls in TABLES.items() for setting in declared(cls, name)
+)
+
+# What each table is for, said in its dataclass's docstring.
+TABLE_NOTES = {name: (cls.__doc__ or "").strip() for name, cls in TABLES.items()}
+
+# Each key with its default as the file writes it and its meaning (README checks use these).
 DOCUMENTED_KEYS: dict[str, tuple[str, str]] = {
-    "database": (
-        '"mailcircle.db"',
-        "SQLite file holding circles, members, the spool and the outbox",
-    ),
-    "inbound.smtp": (
-        '"127.0.0.1:8025"',
-        "host:port the SMTP server listens on; empty: no SMTP server",
-    ),
-    "inbound.lmtp": ('""', 'host:port for an LMTP server (e.g. "127.0.0.1:8024"); empty: none'),
-    "inbound.max_message_bytes": ("26214400", "larger mail is refused during the SMTP dialogue"),
-    "inbound.trusted_authserv_ids": (
-        "[]",
-        "authserv-ids of your own receiving servers whose Authentication-Results are believed",
-    ),
-    "inbound.max_recipients": ("20", "circle addresses one mail may name; more are refused (452)"),
-    "inbound.sender_bytes_per_hour": (
-        "268435456",
-        "bytes one envelope sender may have stored in an hour; beyond it mail waits (452)",
-    ),
-    "outbound.relay": (
-        '""',
-        "host:port of the SMTP relay; empty: write every outgoing mail to the maildir",
-    ),
-    "outbound.starttls": ("false", "use STARTTLS with the relay"),
-    "outbound.user": ('""', "user name for the relay's AUTH; empty: no AUTH"),
-    "outbound.password_env": ('""', "name of the environment variable holding the relay password"),
-    "outbound.maildir": ('"outgoing"', "Maildir that receives outgoing mail when no relay is set"),
-    "outbound.ca_file": ('""', "CA certificates (PEM) to trust for the relay; empty: the system's"),
-    "outbound.helo_name": (
-        '""',
-        "the name mailcircle gives in EHLO; empty: the circle's domain (the envelope sender's)",
-    ),
-    "outbound.idle_seconds": ("30", "close the relay connection after this many idle seconds"),
-    "imap.host": ('""', "IMAP server of the circle's mailbox, for `mailcircle poll`; empty: none"),
-    "imap.port": ("993", "IMAP port (993 for tls, usually 143 for starttls)"),
-    "imap.security": ('"tls"', 'how to protect the connection: "tls", "starttls" or "none"'),
-    "imap.user": ('""', "the mailbox's login name"),
-    "imap.password_env": ('""', "name of the environment variable holding the IMAP password"),
-    "imap.password_command": ('""', "or: a command that prints the IMAP password"),
-    "imap.folder": ('"INBOX"', "the folder where the circle's mail arrives"),
-    "imap.processed_folder": ('""', "move mail here once stored; empty: leave it, marked seen"),
-    "imap.failed_folder": ('""', "move mail that cannot be taken here; empty: leave it, flagged"),
-    "imap.poll_seconds": ("60", "how often to look for mail when the server has no IDLE"),
-    "imap.ca_file": (
-        '""',
-        "CA certificates (PEM) to trust for the IMAP server's TLS; empty: the system's",
-    ),
-    "worker.mail_cpu_seconds": ("10", "CPU seconds one mail may take; past it, it is set aside"),
-    "worker.mail_memory_mb": ("512", "memory (MB) one mail may take; past it, it is set aside"),
+    s.key: (s.kind.toml(s.default), s.meaning) for s in DECLARED
 }
 
 
-def parse_host_port(key: str, value: Any, *, allow_empty: bool = True) -> HostPort | None:
-    if not isinstance(value, str):
-        raise ConfigError(f'setting {key} must be a string like "127.0.0.1:8025", not {value!r}')
-    text = value.strip()
-    if not text:
-        if allow_empty:
-            return None
-        raise ConfigError(f'setting {key} must not be empty; give host:port like "127.0.0.1:25"')
-    host, sep, port_text = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(
-            f'setting {key} must be host:port like "127.0.0.1:8025" (port 1-65535), not {value!r}'
-        )
-    return HostPort(host, int(port_text))
+def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> Settings:
+    """Build Settings from a parsed TOML table; every error names the key at fault."""
+    top = declared(Settings, "")
+    _check_known(data, "", [s.name for s in top] + list(TABLES))
+    for name in TABLES:
+        if not isinstance(data.get(name, {}), dict):
+            raise ConfigError(f"setting {name} must be a table ([{name}]), not {data[name]!r}")
+    tables: dict[str, Any] = {}
+    for name, cls in TABLES.items():
+        table = data.get(name, {})
+        settings = declared(cls, name)
+        _check_known(table, f"{name}.", [s.name for s in settings])
+        tables[name] = cls(**_values(settings, table, base))
+    found = Settings(**_values(top, data, base), **tables, source=source)
+    _check_together(found)
+    return found
 
 
-def _take(table: dict[str, Any], key: str, prefix: str, kind: type, default: Any) -> Any:
-    if key not in table:
-        return default
-    value = table[key]
-    # bool is an int in Python; do not let `max_message_bytes = true` through.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"setting {prefix}{key} must be {_kind_name(kind)}, not {value!r}")
-    return value
-
-
-def _names(table: dict[str, Any], key: str, prefix: str) -> tuple[str, ...]:
-    """A list of non-empty names (e.g. authserv-ids), lower case."""
-    value = table.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ConfigError(
-            f'setting {prefix}{key} must be a list of names like ["mx.example.org"], not {value!r}'
-        )
-    return tuple(v.strip().lower() for v in value)
-
-
-def _kind_name(kind: type) -> str:
-    return {str: "a string", int: "a whole number", bool: "true or false"}[kind]
-
-
-def _check_known(table: dict[str, Any], prefix: str, known: set[str]) -> None:
+def _check_known(table: dict[str, Any], prefix: str, known: list[str]) -> None:
     for key in table:
         if key not in known:
             choices = ", ".join(sorted(prefix + k for k in known))
             raise ConfigError(f"unknown setting {prefix}{key} (known here: {choices})")
 
 
-def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> Settings:
-    """Build Settings from a parsed TOML table; every error names the key at fault."""
-    _check_known(data, "", {"database", "inbound", "outbound", "imap", "worker"})
-    inbound = data.get("inbound", {})
-    outbound = data.get("outbound", {})
-    imap = data.get("imap", {})
-    for name, table in (("inbound", inbound), ("outbound", outbound), ("imap", imap)):
-        if not isinstance(table, dict):
-            raise ConfigError(f"setting {name} must be a table ([{name}]), not {table!r}")
-    _check_known(
-        inbound,
-        "inbound.",
-        {
-            "smtp",
-            "lmtp",
-            "max_message_bytes",
-            "trusted_authserv_ids",
-            "max_recipients",
-            "sender_bytes_per_hour",
-        },
-    )
-    _check_known(
-        outbound,
-        "outbound.",
-        {
-            "relay",
-            "starttls",
-            "user",
-            "password_env",
-            "maildir",
-            "ca_file",
-            "helo_name",
-            "idle_seconds",
-        },
-    )
+def _values(settings: tuple[Setting, ...], table: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Each given setting checked; paths read against ``base``, defaults for the rest."""
+    values = {}
+    for setting in settings:
+        value = setting.take(table[setting.name]) if setting.name in table else setting.default
+        if setting.kind is FILE and value is not None:
+            value = base / value
+        values[setting.name] = value
+    return values
 
-    defaults_in, defaults_out = InboundSettings(), OutboundSettings()
-    max_bytes = _take(inbound, "max_message_bytes", "inbound.", int, defaults_in.max_message_bytes)
-    if max_bytes < 1024:
+
+def _check_together(settings: Settings) -> None:
+    """The rules that join two or more settings."""
+    inbound, outbound, imap = settings.inbound, settings.outbound, settings.imap
+    if inbound.smtp is not None and inbound.smtp == inbound.lmtp:
+        raise ConfigError(f"settings inbound.smtp and inbound.lmtp both use {inbound.smtp}")
+    if inbound.sender_bytes_per_hour < inbound.max_message_bytes:
         raise ConfigError(
-            f"setting inbound.max_message_bytes must be at least 1024, not {max_bytes}"
+            f"setting inbound.sender_bytes_per_hour must be at least {inbound.max_message_bytes}, "
+            f"not {inbound.sender_bytes_per_hour}"
         )
-    smtp = (
-        parse_host_port("inbound.smtp", inbound["smtp"]) if "smtp" in inbound else defaults_in.smtp
-    )
-    lmtp = parse_host_port("inbound.lmtp", inbound.get("lmtp", ""))
-    if smtp is not None and smtp == lmtp:
-        raise ConfigError(f"settings inbound.smtp and inbound.lmtp both use {smtp}")
-
-    user = _take(outbound, "user", "outbound.", str, "")
-    password_env = _take(outbound, "password_env", "outbound.", str, "")
-    if password_env and not user:
+    if outbound.password_env and not outbound.user:
         raise ConfigError("setting outbound.password_env is set but outbound.user is empty")
-    database = _take(data, "database", "", str, str(Settings.database))
-    maildir = _take(outbound, "maildir", "outbound.", str, str(defaults_out.maildir))
-    helo_name = _take(outbound, "helo_name", "outbound.", str, "").strip()
-    if helo_name and (" " in helo_name or not helo_name.isascii()):
-        raise ConfigError(f"setting outbound.helo_name must be a host name, not {helo_name!r}")
-    idle_seconds = _take(outbound, "idle_seconds", "outbound.", int, defaults_out.idle_seconds)
-    if idle_seconds < 1:
-        raise ConfigError("setting outbound.idle_seconds must be at least 1")
-    for key, value in (("database", database), ("outbound.maildir", maildir)):
-        if not value.strip():
-            raise ConfigError(f"setting {key} must not be empty")
-
-    return Settings(
-        database=base / database,
-        inbound=InboundSettings(
-            smtp=smtp,
-            lmtp=lmtp,
-            max_message_bytes=max_bytes,
-            trusted_authserv_ids=_names(inbound, "trusted_authserv_ids", "inbound."),
-            max_recipients=_at_least(inbound, "max_recipients", "inbound.", 1, 20),
-            sender_bytes_per_hour=_at_least(
-                inbound, "sender_bytes_per_hour", "inbound.", max_bytes, 268_435_456
-            ),
-        ),
-        outbound=OutboundSettings(
-            relay=parse_host_port("outbound.relay", outbound.get("relay", "")),
-            starttls=_take(outbound, "starttls", "outbound.", bool, False),
-            user=user,
-            password_env=password_env,
-            maildir=base / maildir,
-            ca_file=(base / ca)
-            if (ca := _take(outbound, "ca_file", "outbound.", str, ""))
-            else None,
-            helo_name=helo_name,
-            idle_seconds=idle_seconds,
-        ),
-        imap=_imap_settings(imap, base),
-        worker=_worker_settings(data.get("worker", {})),
-        source=source,
-    )
-
-
-def _at_least(table: dict[str, Any], key: str, prefix: str, least: int, default: int) -> int:
-    value = int(_take(table, key, prefix, int, default))
-    if value < least:
-        raise ConfigError(f"setting {prefix}{key} must be at least {least}, not {value}")
-    return value
-
-
-def _worker_settings(table: Any) -> WorkerSettings:
-    if not isinstance(table, dict):
-        raise ConfigError(f"setting worker must be a table ([worker]), not {table!r}")
-    _check_known(table, "worker.", set(WorkerSettings.__dataclass_fields__))
-    return WorkerSettings(
-        mail_cpu_seconds=_at_least(table, "mail_cpu_seconds", "worker.", 1, 10),
-        mail_memory_mb=_at_least(table, "mail_memory_mb", "worker.", 64, 512),
-    )
-
-
-def _imap_settings(table: dict[str, Any], base: Path = Path(".")) -> ImapSettings:
-    _check_known(table, "imap.", set(ImapSettings.__dataclass_fields__))
-    defaults = ImapSettings()
-    values: dict[str, Any] = {}
-    for name in ImapSettings.__dataclass_fields__:
-        if name == "ca_file":  # a path, read against the settings file's folder
-            ca = _take(table, name, "imap.", str, "")
-            values[name] = base / ca if ca else None
-            continue
-        kind = int if isinstance(getattr(defaults, name), int) else str
-        values[name] = _take(table, name, "imap.", kind, getattr(defaults, name))
-    settings = ImapSettings(**values)
-    if settings.security not in IMAP_SECURITY:
-        raise ConfigError(
-            f'setting imap.security must be "tls", "starttls" or "none", not {settings.security!r}'
-        )
-    if not 0 < settings.port < 65536:
-        raise ConfigError(f"setting imap.port must be a port number (1-65535), not {settings.port}")
-    if settings.poll_seconds < 1:
-        raise ConfigError("setting imap.poll_seconds must be at least 1")
-    if settings.host:
-        if not settings.user:
+    if imap.host:
+        if not imap.user:
             raise ConfigError("setting imap.host is set but imap.user is empty")
-        if not (settings.password_env or settings.password_command):
+        if not (imap.password_env or imap.password_command):
             raise ConfigError(
                 "the IMAP password must come from imap.password_env or imap.password_command"
             )
-        if settings.password_env and settings.password_command:
+        if imap.password_env and imap.password_command:
             raise ConfigError("set only one of imap.password_env and imap.password_command")
-    if not settings.folder:
-        raise ConfigError("setting imap.folder must not be empty")
-    return settings
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Settings:
@@ -403,17 +322,8 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
 
 def sample_file() -> str:
     """The commented settings file `mailcircle init` writes: every key at its default."""
-    lines = [
-        "# mailcircle settings. Every key is optional; the values shown are the defaults.",
-        "# Relative paths are read against the folder holding this file.",
-        "",
-    ]
-    section = ""
-    for dotted, (default, help_text) in DOCUMENTED_KEYS.items():
-        table, _, key = dotted.rpartition(".")
-        if table != section:
-            lines += ["", f"[{table}]"]
-            section = table
-        lines.append(f"# {help_text}")
-        lines.append(f"{key} = {default}")
-    return "\n".join(lines) + "\n"
+    return toml_file(DECLARED, SAMPLE_HEADER, TABLE_NOTES)
+
+
+SAMPLE_HEADER = """mailcircle settings. Every key is optional; the values shown are the defaults.
+Relative paths are read against the folder holding this file."""
