@@ -32,6 +32,7 @@ BASE = {
     "mailcircle.logs",
     "mailcircle.mail",
     "mailcircle.rows",
+    "mailcircle.schema",
     "mailcircle.setting",
     "mailcircle.text",
 }
