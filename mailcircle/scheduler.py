@@ -19,7 +19,7 @@ import schedule
 from sqlite_utils import Database
 
 from mailcircle import db as database
-from mailcircle.circle import assignments, circles, digest, engagement, talk
+from mailcircle.circle import assignments, circles, digest, engagement, talk_held
 from mailcircle.circle.circles import Circle
 from mailcircle.circle.rounds import latest_start
 from mailcircle.clock import Clock, iso, parse_iso
@@ -138,7 +138,7 @@ def _talk(
     db: Database, clock: Clock, composer: Composer, circle: Circle, report: DueReport
 ) -> None:
     report.talk += engagement.send_kickoffs(db, clock, composer, circle)
-    report.talk += talk.tell_about_held(db, clock, composer, circle)
+    report.talk += talk_held.tell_about_held(db, clock, composer, circle)
 
 
 class Scheduler:

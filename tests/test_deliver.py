@@ -336,8 +336,8 @@ def test_ehlo_names_the_circles_domain_or_the_setting(db, clock, changing) -> No
 
 
 def test_a_relays_5xx_for_a_member_is_a_bounce_against_them(db, clock, poets) -> None:
+    from mailcircle.children import bounce_recorder
     from mailcircle.outbound.compose import Composer
-    from mailcircle.service import bounce_recorder
 
     refusing = ChangingRelay()
     refusing.controller.start()

@@ -20,7 +20,13 @@ PACKAGE = Path(__file__).parents[1] / "mailcircle"
 
 LAYERS = ("base", "outbound", "circle", "pipeline", "spool", "edges", "face")  # bottom first
 
-FACE = {"mailcircle.cli", "mailcircle.service", "mailcircle.scheduler", "mailcircle.__main__"}
+FACE = {
+    "mailcircle.cli",
+    "mailcircle.children",
+    "mailcircle.service",
+    "mailcircle.scheduler",
+    "mailcircle.__main__",
+}
 BASE = {
     "mailcircle",
     "mailcircle.addresses",
@@ -32,6 +38,7 @@ BASE = {
     "mailcircle.logs",
     "mailcircle.mail",
     "mailcircle.rows",
+    "mailcircle.schema",
     "mailcircle.setting",
     "mailcircle.text",
 }

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlite_utils import Database
 
-from mailcircle.circle import assignments, engagement, members, rounds, talk
+from mailcircle.circle import assignments, engagement, members, rounds, talk, talk_week
 from mailcircle.circle.assign import held_back_members
 from mailcircle.circle.circles import Circle
 from mailcircle.circle.members import Member
@@ -135,7 +135,7 @@ class CircleWeek:
         ):
             self.open_work.setdefault(reviewer, []).append((title, author, due_at))
         self.engagement = engagement.next_day(db, circle, now)
-        self.talk = talk.TalkWeek(db, circle, now, self.names)  # conversations, milestones
+        self.talk = talk_week.TalkWeek(db, circle, now, self.names)  # conversations, milestones
         self._by_zone: dict[str, tuple[str, str]] = {}
 
     def dates(self, member: Member) -> tuple[str, str]:

@@ -191,6 +191,7 @@ def poll(state: _State, once: bool, log_level: str) -> None:
 
 
 def _poll_once(state: _State, where: str) -> None:
+    from mailcircle.children import bounce_recorder, process_once
     from mailcircle.inbound.imap import (
         NETWORK_ERRORS,
         ImapPoller,
@@ -199,7 +200,6 @@ def _poll_once(state: _State, where: str) -> None:
     )
     from mailcircle.outbound.compose import Composer
     from mailcircle.outbound.deliver import deliver_due, transport_for
-    from mailcircle.service import bounce_recorder, process_once
 
     settings = state.settings
     imap = settings.imap

@@ -15,7 +15,7 @@ from mailcircle.circle import assignments, bounces, critiques, members
 from mailcircle.clock import parse_iso
 from mailcircle.errors import Hold, Ignore, Refuse
 from mailcircle.inbound.reply import trim_reply
-from mailcircle.inbound.senders import ANSWERED, LOOP_WINDOW, is_thanks, sounds_away
+from mailcircle.inbound.signs import ANSWERED, LOOP_WINDOW, is_thanks, sounds_away
 from mailcircle.inbound.stage import Stage
 from mailcircle.outbound import compose, sent
 

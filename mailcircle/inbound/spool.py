@@ -240,3 +240,8 @@ def listing(db: Database, status: str | None = None, limit: int = 100) -> list[d
 
 def counts(db: Database) -> dict[str, int]:
     return dict(db.execute("SELECT status, COUNT(*) FROM spool GROUP BY status").fetchall())
+
+
+def settled(db: Database) -> int:
+    """How many spooled mails have been dealt with (any status but new)."""
+    return int(db.execute("SELECT COUNT(*) FROM spool WHERE status != ?", [NEW]).fetchone()[0])
