@@ -160,3 +160,31 @@ def test_thanks_to_a_critique_receipt_is_not_a_second_critique(
     settled(serve)
     assert rows(serve, "SELECT COUNT(*) FROM critiques") == [(1,)]
     assert sum("ann@example.net" in m.rcpt_tos for m in relay.mails) == to_ann_before
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Queued for the next round: The Red Wheelbarrow",
+        "Queued for the next round: « Élégie pour un été » — troisième version, revue et corrigée",
+        "Re: 詩の草稿について、もう一度読んでいただけますか",
+        "",
+    ],
+)
+def test_the_subject_of_our_mail_is_read_from_its_headers_as_the_email_package_reads_it(
+    subject: str,
+) -> None:
+    """A reply is compared with the subjects of our recent mails, read from the header block
+    alone (fast): folded encoded words come out as the email package decodes them."""
+    from email.header import decode_header, make_header
+
+    from mailcircle.outbound.sent import SentMail
+
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["To"] = "ann@example.net"
+    msg.set_content("Subject: not this one, it is the body\n")
+    raw = msg.as_bytes(policy=email.policy.SMTP)
+    expected = str(make_header(decode_header(str(email.message_from_bytes(raw)["Subject"]))))
+    assert SentMail(1, "submission_ack", "<m@x>", "ann@example.net", "", raw).subject == expected
+    assert expected == subject

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import functools
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import decode_header, make_header
@@ -17,6 +18,9 @@ from typing import Any
 from sqlite_utils import Database
 
 from mailcircle.clock import iso
+
+# The Subject header of our own mail (ASCII on the wire: RFC 2047 words), with its folds
+_SUBJECT = re.compile(rb"^subject:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass
@@ -41,7 +45,11 @@ class SentMail:
 
     @property
     def subject(self) -> str:
-        value = str(self._message.get("Subject", ""))
+        # read from the header block alone: a reply is compared with several of ours
+        end = self.raw.find(b"\r\n\r\n")
+        found = _SUBJECT.search(self.raw, 0, len(self.raw) if end < 0 else end + 2)
+        value = found.group(1).decode("ascii", "replace") if found else ""
+        value = re.sub(r"\r?\n[ \t]", " ", value).strip()  # unfolded
         try:
             return str(make_header(decode_header(value)))
         except Exception:  # our own mail, so not expected: the subject as written
