@@ -12,6 +12,7 @@ from conftest import draft, process_mail, queued_mails
 
 from mailcircle import db as database
 from mailcircle.circle import assignments, members
+from mailcircle.clock import FakeClock
 from mailcircle.db import transaction
 from mailcircle.inbound import spool
 from mailcircle.inbound.pipeline import Pipeline
@@ -181,3 +182,16 @@ def test_a_lazy_transaction_takes_the_lock_at_its_first_write(db, db_path) -> No
     assert db.execute("SELECT COUNT(*) FROM seen").fetchone()[0] == 1  # rolled back
     assert not database.CircleDatabase.lazy
     other.close()
+
+
+def test_the_worker_commits_without_a_sync_and_the_edge_with_one(db_path) -> None:
+    """The edge's commit is on disk before its 250 (synchronous=FULL); the worker's
+    outcomes need no sync of their own (NORMAL: a power cut undoes them whole, and the
+    mail is processed again)."""
+    edge = database.connect(db_path)
+    worker_db = database.connect(db_path)
+    Worker(worker_db, FakeClock(), Composer(FakeClock()))
+    assert edge.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert worker_db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    edge.close()
+    worker_db.close()

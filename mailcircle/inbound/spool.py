@@ -190,20 +190,13 @@ def retry(db: Database, spool_id: int) -> Spooled:
 
 
 def claim(db: Database, spool_id: int, pid: int) -> None:
-    """Count an attempt before it starts, naming the process that makes it.
-
-    Durable against a crash of any process, without a disk sync of its own (the next
-    commit's sync carries it): losing it to a power cut only forgets one attempt.
-    """
-    db.execute("PRAGMA synchronous = NORMAL")
-    try:
-        with transaction(db):
-            db.execute(
-                "UPDATE spool SET started = started + 1, claimed_by = ? WHERE id = ?",
-                [pid, spool_id],
-            )
-    finally:
-        db.execute("PRAGMA synchronous = FULL")
+    """Count an attempt before it starts, naming the process that makes it (the worker's
+    connection commits without a disk sync of its own: see ``process.Worker``)."""
+    with transaction(db):
+        db.execute(
+            "UPDATE spool SET started = started + 1, claimed_by = ? WHERE id = ?",
+            [pid, spool_id],
+        )
 
 
 def unclaim(db: Database, spool_id: int) -> None:
