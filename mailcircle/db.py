@@ -103,7 +103,7 @@ def transaction(db: Database, *, lazy: bool = False) -> Iterator[Database]:
     ``lazy`` puts off BEGIN IMMEDIATE until the block's first write (on a CircleDatabase):
     its reads before that run unlocked, so the lock is held only to write. Each read then
     sees the newest committed data; a block whose writes depend on what it read must
-    write conditionally (see ``assignments.mark_done``).
+    write conditionally (see ``critiques.record``).
     """
     lazy_db = db if isinstance(db, CircleDatabase) else None
     if db.conn.in_transaction or (lazy_db and lazy_db.lazy):
@@ -111,20 +111,9 @@ def transaction(db: Database, *, lazy: bool = False) -> Iterator[Database]:
             yield db
         return
     if lazy and lazy_db:
-        lazy_db.lazy = True
-        try:
-            yield db
-        except BaseException:
-            if db.conn.in_transaction:
-                db.conn.execute("ROLLBACK")
-            raise
-        else:
-            if db.conn.in_transaction:
-                db.conn.execute("COMMIT")
-        finally:
-            lazy_db.lazy = False
-        return
-    db.conn.execute("BEGIN IMMEDIATE")
+        lazy_db.lazy = True  # BEGIN IMMEDIATE comes with the first write, if any
+    else:
+        db.conn.execute("BEGIN IMMEDIATE")
     try:
         yield db
     except BaseException:
@@ -132,7 +121,11 @@ def transaction(db: Database, *, lazy: bool = False) -> Iterator[Database]:
             db.conn.execute("ROLLBACK")
         raise
     else:
-        db.conn.execute("COMMIT")
+        if db.conn.in_transaction:
+            db.conn.execute("COMMIT")
+    finally:
+        if lazy_db:
+            lazy_db.lazy = False
 
 
 _TRANSIENT = ("locked", "busy", "disk i/o error", "database or disk is full", "unable to open")

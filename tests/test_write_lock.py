@@ -85,9 +85,9 @@ def test_a_draft_is_read_and_its_acknowledgement_composed_while_the_edge_writes(
     assert db.execute("SELECT COUNT(*) FROM submissions").fetchone()[0] == 1
 
 
-def test_a_critique_is_trimmed_and_delivered_while_the_edge_writes(
-    db, db_path, clock, poets
-) -> None:
+def _critique_waiting(db, clock, poets, body: str) -> tuple[dict, str, int]:
+    """Ann's draft sent out in a round, and its first reviewer's reply spooled: the
+    assignment's row, the reviewer's address and the reply's spool id."""
     members.add(db, clock, poets, "cid@example.net", "Cid")
     plain = Worker(db, clock, Composer(clock))
     assert process_mail(db, clock, plain, draft(), CIRCLE, "ann@example.net") == "done"
@@ -95,19 +95,29 @@ def test_a_critique_is_trimmed_and_delivered_while_the_edge_writes(
         assignments.start_round(db, clock, Composer(clock), poets, clock.now())
     row = next(iter(db.query("SELECT * FROM assignments ORDER BY id")))
     reviewer = members.get_by_id(db, row["reviewer_id"]).email
+    to = f"poets+c-{row['token']}@example.org"
     reply = draft(
         sender=reviewer,
-        to=f"poets+c-{row['token']}@example.org",
+        to=to,
         subject="Re: Please critique",
-        body="The barrow carries the poem.\n\nOn Mon, Poets wrote:\n> so much depends\n",
+        body=body,
         message_id=f"<critique-{row['id']}@example.net>",
         extra={"In-Reply-To": row["message_id"]},
     )
+    return row, reviewer, _spool(db, clock, reply, to=to, mail_from=reviewer)
+
+
+def test_a_critique_is_trimmed_and_delivered_while_the_edge_writes(
+    db, db_path, clock, poets
+) -> None:
+    _, _, spool_id = _critique_waiting(
+        db,
+        clock,
+        poets,
+        "The barrow carries the poem.\n\nOn Mon, Poets wrote:\n> so much depends\n",
+    )
     composer = Watching(clock, "critique_delivery")
     worker = Worker(db, clock, composer)
-    spool_id = _spool(
-        db, clock, reply, to=f"poets+c-{row['token']}@example.org", mail_from=reviewer
-    )
     composed_while_locked, status = _while_locked(db_path, worker, spool_id, composer)
     assert composed_while_locked
     assert status == "done"
@@ -122,23 +132,7 @@ def test_work_passed_on_while_its_critique_was_read_is_not_recorded_as_done(
     """The scheduler passes an assignment on between the worker's reading and its write:
     the critique is not recorded against the stale assignment; the mail waits, and read
     again it gets the kind answer for closed work."""
-    members.add(db, clock, poets, "cid@example.net", "Cid")
-    worker = Worker(db, clock, Composer(clock))
-    assert process_mail(db, clock, worker, draft(), CIRCLE, "ann@example.net") == "done"
-    with transaction(db):
-        assignments.start_round(db, clock, Composer(clock), poets, clock.now())
-    row = next(iter(db.query("SELECT * FROM assignments ORDER BY id")))
-    reviewer = members.get_by_id(db, row["reviewer_id"]).email
-    reply = draft(
-        sender=reviewer,
-        to=f"poets+c-{row['token']}@example.org",
-        subject="Re: Please critique",
-        body="A late thought on the barrow.",
-        message_id="<late-thought@example.net>",
-    )
-    spool_id = _spool(
-        db, clock, reply, to=f"poets+c-{row['token']}@example.org", mail_from=reviewer
-    )
+    row, reviewer, spool_id = _critique_waiting(db, clock, poets, "A late thought on the barrow.")
     real = Pipeline.decide_route
     scheduler = sqlite3.connect(db_path, isolation_level=None)
 
