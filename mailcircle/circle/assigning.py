@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 from email.message import Message
 from typing import Any
@@ -129,18 +130,19 @@ def assign(
     return assignment_id
 
 
-def tell_moderators(
+def moderator_notices(
     db: Database,
-    clock: Clock,
     composer: compose.Composer,
     circle: Circle,
     *,
     topic: str,
     details: str,
-) -> int:
-    sent = 0
-    for moderator in members.moderators(db, circle):
-        message = composer.compose(
+    reply_to: Callable[[Member], str] = lambda moderator: "",
+) -> list[Message]:
+    """A notice to each of the circle's moderators, for the caller to queue; ``reply_to``
+    gives a moderator's own reply address (e.g. a token that decides a held mail)."""
+    return [
+        composer.compose(
             circle,
             "moderator_notice",
             compose.ModeratorNotice(
@@ -150,10 +152,26 @@ def tell_moderators(
                 details=details,
             ),
             to=moderator.email,
+            reply_to=reply_to(moderator),
         )
+        for moderator in members.moderators(db, circle)
+    ]
+
+
+def tell_moderators(
+    db: Database,
+    clock: Clock,
+    composer: compose.Composer,
+    circle: Circle,
+    *,
+    topic: str,
+    details: str,
+) -> int:
+    """Queue a notice to each moderator; returns how many were told."""
+    notices = moderator_notices(db, composer, circle, topic=topic, details=details)
+    for message in notices:
         queue_mail(db, clock, circle, message, "moderator_notice")
-        sent += 1
-    return sent
+    return len(notices)
 
 
 def find_by_token(db: Database, token: str) -> dict[str, Any] | None:

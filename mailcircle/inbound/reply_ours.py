@@ -24,41 +24,45 @@ class _WordRuns:
     """Every run of consecutive words of some texts (a suffix automaton over words)."""
 
     def __init__(self, texts: tuple[str, ...]) -> None:
-        self.next: list[dict[str, int]] = [{}]
-        self.link = [-1]
-        self.length = [0]
+        # The textbook construction, with its lists bound to local names: it runs for every
+        # critique over the draft and our mail, so the attribute look-ups were its cost.
+        nexts: list[dict[str, int]] = [{}]
+        link = [-1]
+        length = [0]
         self.lines: set[tuple[str, ...]] = set()
         last = 0
         for number, text in enumerate(texts):
+            run = words(text)
             if number:
-                last = self._extend(last, f"\x00{number}")  # no run crosses two texts
-            for word in words(text):
-                last = self._extend(last, word)
+                run.insert(0, f"\x00{number}")  # no run crosses two texts
+            for word in run:
+                current = len(nexts)
+                nexts.append({})
+                link.append(0)
+                length.append(length[last] + 1)
+                state = last
+                while state != -1:
+                    moves = nexts[state]
+                    if word in moves:
+                        break
+                    moves[word] = current
+                    state = link[state]
+                if state != -1:
+                    target = nexts[state][word]
+                    if length[state] + 1 == length[target]:
+                        link[current] = target
+                    else:
+                        clone = len(nexts)
+                        nexts.append(dict(nexts[target]))
+                        link.append(link[target])
+                        length.append(length[state] + 1)
+                        while state != -1 and nexts[state].get(word) == target:
+                            nexts[state][word] = clone
+                            state = link[state]
+                        link[target] = link[current] = clone
+                last = current
             self.lines.update(tuple(words(line)) for line in text.split("\n"))
-
-    def _extend(self, last: int, word: str) -> int:
-        current = len(self.next)
-        self.next.append({})
-        self.link.append(0)
-        self.length.append(self.length[last] + 1)
-        state = last
-        while state != -1 and word not in self.next[state]:
-            self.next[state][word] = current
-            state = self.link[state]
-        if state != -1:
-            target = self.next[state][word]
-            if self.length[state] + 1 == self.length[target]:
-                self.link[current] = target
-            else:
-                clone = len(self.next)
-                self.next.append(dict(self.next[target]))
-                self.link.append(self.link[target])
-                self.length.append(self.length[state] + 1)
-                while state != -1 and self.next[state].get(word) == target:
-                    self.next[state][word] = clone
-                    state = self.link[state]
-                self.link[target] = self.link[current] = clone
-        return current
+        self.next = nexts
 
     def follow(self, state: int, run: list[str]) -> int:
         """The state after reading ``run`` from ``state``; -1 when it leaves our texts."""

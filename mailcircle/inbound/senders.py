@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from sqlite_utils import Database
 
-from mailcircle.circle import holds, marks, members
+from mailcircle.circle import assigning, holds, marks, members
 from mailcircle.circle.members import Member
 from mailcircle.clock import Clock
 from mailcircle.errors import Hold, Ignore, Outcome, Refuse
@@ -136,25 +136,19 @@ class Senders:
         """A notice to each moderator, queued with this mail. For a ``held`` mail each gets
         their own token: replying "release" or "discard" decides it."""
         circle = job.circle
-        for moderator in members.moderators(self.db, circle):
-            reply_to = ""
-            if held is not None:
-                token = holds.create(
-                    self.db, self.clock, circle.id, moderator.email, holds.MODERATE, held
-                )
-                reply_to = circle.action_address("confirm", token)
-            message = self.composer.compose(
-                circle,
-                "moderator_notice",
-                compose.ModeratorNotice(
-                    moderator_name=moderator.greeting_name,
-                    circle_name=circle.name,
-                    topic=topic,
-                    details=details,
-                ),
-                to=moderator.email,
-                reply_to=reply_to,
+
+        def deciding(moderator: Member) -> str:
+            if held is None:
+                return ""
+            token = holds.create(
+                self.db, self.clock, circle.id, moderator.email, holds.MODERATE, held
             )
+            return circle.action_address("confirm", token)
+
+        notices = assigning.moderator_notices(
+            self.db, self.composer, circle, topic=topic, details=details, reply_to=deciding
+        )
+        for message in notices:
             job.send(message, "moderator_notice")
 
     def confirmation(self, job: Job, row: dict[str, object]) -> str:
