@@ -194,6 +194,32 @@ def distribute(
     parent = find_post(db, circle, (*post.references, post.in_reply_to))
     day = todays_engagement(db, circle, now)
     base, _ = base_subject(post.subject, tag(circle))
+    context_for = {
+        "author_name": author.greeting_name,
+        "circle_name": circle.name,
+        "subject": tagged_subject(post.subject, tag(circle)),
+        "body": post.body.rstrip(),
+        "engagement_topic": day["topic"] if day else "",
+        "talk_address": address(circle),
+        "digest_address": circle.action_address(addresses.TALK, DIGEST),
+        "off_address": circle.action_address(addresses.TALK, OFF),
+        "attachments": ", ".join(name for name, _, _ in post.attachments if name),
+    }
+    copies = []  # composed before anything is written: the write lock waits for no template
+    for reader in readers(db, circle, author):
+        message = composer.compose(
+            circle,
+            "talk_post",
+            compose.TalkPost(**context_for),
+            to=reader.email,
+            automatic=False,
+            reply_to=author.email if circle.config.talk_reply_to == "author" else address(circle),
+            precedence="list",
+            attachments=post.attachments,
+        )
+        as_list_mail(message, circle, author.greeting_name)
+        keep_thread(message, post.message_id, post.in_reply_to, post.references)
+        copies.append(message)
     post_id = new_id(
         db.table("talk_posts").insert(
             {
@@ -213,36 +239,12 @@ def distribute(
     )
     if parent is None:
         db.execute("UPDATE talk_posts SET thread_id = id WHERE id = ?", [post_id])
-    context_for = {
-        "author_name": author.greeting_name,
-        "circle_name": circle.name,
-        "subject": tagged_subject(post.subject, tag(circle)),
-        "body": post.body.rstrip(),
-        "engagement_topic": day["topic"] if day else "",
-        "talk_address": address(circle),
-        "digest_address": circle.action_address(addresses.TALK, DIGEST),
-        "off_address": circle.action_address(addresses.TALK, OFF),
-        "attachments": ", ".join(name for name, _, _ in post.attachments if name),
-    }
-    queued = []
-    for reader in readers(db, circle, author):
-        message = composer.compose(
-            circle,
-            "talk_post",
-            compose.TalkPost(**context_for),
-            to=reader.email,
-            automatic=False,
-            reply_to=author.email if circle.config.talk_reply_to == "author" else address(circle),
-            precedence="list",
-            attachments=post.attachments,
+    queued = [
+        mailing.queue_for_circle(
+            db, circle, message, now=now, purpose="talk_post", spool_id=spool_id
         )
-        as_list_mail(message, circle, author.greeting_name)
-        keep_thread(message, post.message_id, post.in_reply_to, post.references)
-        queued.append(
-            mailing.queue_for_circle(
-                db, circle, message, now=now, purpose="talk_post", spool_id=spool_id
-            )
-        )
+        for message in copies
+    ]
     return post_id, [q for q in queued if q]
 
 

@@ -73,7 +73,11 @@ class Worker:
         # (the mail is new again and is processed again); the mail itself was synced by the
         # edge before its 250, and an answer already sent was synced by the sender's commit.
         db.execute("PRAGMA synchronous = NORMAL")
-        self.give_way = give_way  # called before each write: lets the edge commit first
+        # Before each write transaction, the worker lets a waiting edge commit first: before
+        # the claim, and just before the steps' first write takes the lock.
+        self.give_way = give_way
+        if isinstance(db, database.CircleDatabase):
+            db.before_write = give_way
         self.clock = clock
         self.composer = composer
         self.sender_check = sender_check or SenderCheck()
@@ -127,7 +131,6 @@ class Worker:
         try:
             self.parse(attempt)  # may stop the mail too (a Hold for unreadable MIME)
             assert attempt.mail is not None
-            self.give_way()
             # reading, trimming and composing take no lock: the steps' first write does
             with transaction(self.db, lazy=True):
                 earlier = spool.earlier_copy(self.db, spooled)
