@@ -283,7 +283,10 @@ class Sender:
         self._record_unrecorded()
         mails = outbox.due(self.db, self.clock.now(), limit)
         for mail in mails:
+            # One commit records the mail before as sent and counts this one's attempt: the
+            # write lock is taken once a mail, and nothing is handed over before both hold.
             with transaction(self.db):
+                self._record_unrecorded()
                 mail = outbox.claim(self.db, mail, self.clock.now())
             try:
                 self.transport.send(mail.mail_from, mail.rcpt_to, mail.raw)
@@ -291,8 +294,8 @@ class Sender:
                 self._failed(mail, err)
                 continue
             self.unrecorded[mail.id] = self.clock.now()
-            self._record_unrecorded()
             log.info("sent #%d %s to %s", mail.id, mail.purpose, mail.rcpt_to)
+        self._record_unrecorded()
         return len(mails)
 
     def _record_unrecorded(self) -> None:
