@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlite_utils import Database
@@ -38,6 +39,20 @@ log = logging.getLogger(__name__)
 
 _SPAWN = multiprocessing.get_context("spawn")
 CHILD_NICENESS = 10  # the worker, scheduler and sender yield the CPU to the edge
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What each child process is started with (pickled once, when it is spawned)."""
+
+    settings: Settings
+    level: tuple[str, str]  # the log level and format
+    parent: int  # the pid that started it: when it is gone, so is the child
+    stopping: Any  # events shared with the parent
+    inbox_wake: Any
+    outbox_wake: Any
+    poll_seconds: float
+    gate: EdgeGate
 
 
 def work_loop(
@@ -110,21 +125,20 @@ class Child:
     def __init__(
         self,
         name: str,
-        target: Callable[..., None],
-        args: tuple[Any, ...],
-        stopping: Any,
+        target: Callable[[Shared], None],
+        shared: Shared,
         on_death: Callable[[int, str], None] | None = None,
     ) -> None:
-        self.name, self.target, self.args = name, target, args
-        self.stopping = stopping
+        self.name, self.target, self.shared = name, target, shared
+        self.stopping = shared.stopping
         self.on_death = on_death
 
     def run(self) -> None:
         quick_deaths = 0
-        settings: Settings = self.args[0]
+        settings = self.shared.settings
         while not self.stopping.is_set():
             proc = _SPAWN.Process(
-                target=self.target, args=self.args, name=f"mailcircle-{self.name}"
+                target=self.target, args=(self.shared,), name=f"mailcircle-{self.name}"
             )
             proc.start()
             began = time.monotonic()
@@ -187,24 +201,24 @@ def log_setup() -> tuple[str, str]:
     return (level if level in logs.LEVELS else "info", "json" if json_lines else "text")
 
 
-def _become_child(level: tuple[str, str], parent: int, shared_stop: Any) -> _ChildStop:
+def _become_child(shared: Shared) -> _ChildStop:
     """Die with the parent, write no core files, yield the CPU to the edge, leave Ctrl-C
     to the parent, and on SIGTERM finish the mail at hand, then stop."""
     try:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    if os.getppid() != parent:
+    if os.getppid() != shared.parent:
         os._exit(0)
     no_core_dumps()
     # The process that listens goes first for the CPU too: the edge answers at once even
     # on a small machine where the worker could use every cycle.
     with contextlib.suppress(OSError):
         os.nice(CHILD_NICENESS)
-    stopping = _ChildStop(shared_stop)
+    stopping = _ChildStop(shared.stopping)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    logs.setup(*level)
+    logs.setup(*shared.level)
     return stopping
 
 
@@ -217,54 +231,36 @@ def _child_worker(settings: Settings, **options: Any) -> tuple[Any, Worker]:
     return db, Worker(db, clock, Composer(clock), check, budget=budget, **options)
 
 
-def worker_process(
-    settings: Settings,
-    level: tuple[str, str],
-    parent: int,
-    stopping: Any,
-    inbox_wake: Any,
-    outbox_wake: Any,
-    poll_seconds: float,
-    gate: EdgeGate,
-) -> None:
-    stopping = _become_child(level, parent, stopping)
-    db, worker = _child_worker(settings, give_way=gate.give_way)
+def worker_process(shared: Shared) -> None:
+    stopping: Any = _become_child(shared)  # an Event to the loops it is given to
+    db, worker = _child_worker(shared.settings, give_way=shared.gate.give_way)
     try:
-        work_loop(worker, stopping, inbox_wake, outbox_wake, poll_seconds)
+        work_loop(worker, stopping, shared.inbox_wake, shared.outbox_wake, shared.poll_seconds)
     finally:
         db.close()
 
 
-def scheduler_process(
-    settings: Settings,
-    level: tuple[str, str],
-    parent: int,
-    stopping: Any,
-    inbox_wake: Any,
-    outbox_wake: Any,
-    poll_seconds: float,
-    gate: EdgeGate,
-) -> None:
-    stopping = _become_child(level, parent, stopping)
+def scheduler_process(shared: Shared) -> None:
+    stopping: Any = _become_child(shared)  # an Event to the loops it is given to
     clock = SystemClock()
-    Scheduler(settings.database, clock, Composer(clock), on_queued=outbox_wake.set).run(stopping)
+    on_queued = shared.outbox_wake.set
+    Scheduler(shared.settings.database, clock, Composer(clock), on_queued=on_queued).run(stopping)
 
 
-def sender_process(
-    settings: Settings,
-    level: tuple[str, str],
-    parent: int,
-    stopping: Any,
-    inbox_wake: Any,
-    outbox_wake: Any,
-    poll_seconds: float,
-    gate: EdgeGate,
-) -> None:
-    stopping = _become_child(level, parent, stopping)
-    transport = transport_for(settings.outbound)
+def sender_process(shared: Shared) -> None:
+    stopping: Any = _become_child(shared)  # an Event to the loops it is given to
+    transport = transport_for(shared.settings.outbound)
     clock = SystemClock()
     try:
-        send_loop(settings, clock, Composer(clock), transport, stopping, outbox_wake, poll_seconds)
+        send_loop(
+            shared.settings,
+            clock,
+            Composer(clock),
+            transport,
+            stopping,
+            shared.outbox_wake,
+            shared.poll_seconds,
+        )
     finally:
         transport.close()
 
@@ -277,16 +273,7 @@ def process_once(settings: Settings) -> int:
         before = spool.settled(db)
         stopping, inbox, outbox = _SPAWN.Event(), _SPAWN.Event(), _SPAWN.Event()
         gate = EdgeGate()
-        args = (
-            settings,
-            log_setup(),
-            os.getpid(),
-            stopping,
-            inbox,
-            outbox,
-            0.0,
-            gate,
-        )
+        args = (Shared(settings, log_setup(), os.getpid(), stopping, inbox, outbox, 0.0, gate),)
         for _ in range(100):
             if not spool.pending(db, 1):
                 break
@@ -304,18 +291,9 @@ def process_once(settings: Settings) -> int:
         db.close()
 
 
-def _worker_until_idle(
-    settings: Settings,
-    level: tuple[str, str],
-    parent: int,
-    stopping: Any,
-    inbox_wake: Any,
-    outbox_wake: Any,
-    poll_seconds: float,
-    gate: EdgeGate,
-) -> None:
-    stopping = _become_child(level, parent, stopping)
-    db, worker = _child_worker(settings)
+def _worker_until_idle(shared: Shared) -> None:
+    _become_child(shared)
+    db, worker = _child_worker(shared.settings)
     try:
         for pause in (0.0, 1.0, 2.0, 5.0, 10.0):
             time.sleep(pause)

@@ -29,6 +29,7 @@ from typing import Any
 from mailcircle import db as database
 from mailcircle.children import (
     Child,
+    Shared,
     log_setup,
     scheduler_process,
     send_loop,
@@ -157,10 +158,10 @@ class Service:
             return
         level = log_setup()
         events = (self._stopping, self._inbox_wake, self._outbox_wake)
-        args = (self.settings, level, os.getpid(), *events, self.poll_seconds, self.gate)
-        worker = Child("worker", worker_process, args, self._stopping, self._charge)
-        scheduler = Child("scheduler", scheduler_process, args, self._stopping)
-        sender = Child("sender", sender_process, args, self._stopping)
+        shared = Shared(self.settings, level, os.getpid(), *events, self.poll_seconds, self.gate)
+        worker = Child("worker", worker_process, shared, self._charge)
+        scheduler = Child("scheduler", scheduler_process, shared)
+        sender = Child("sender", sender_process, shared)
         self._spawn("worker-watch", worker.run)
         self._spawn("scheduler-watch", scheduler.run)
         self._spawn("sender-watch", sender.run)
