@@ -58,7 +58,8 @@ class Shared:
 def work_loop(
     worker: Worker, stopping: Any, inbox_wake: Any, outbox_wake: Any, poll_seconds: float
 ) -> None:
-    """Process the spool until told to stop; a busy or full database is waited out."""
+    """Process the spool until told to stop; a busy or full database, or a mail whose
+    circle changed while it was read, is waited out and tried again."""
     pause = 0.0
     while not stopping.is_set():
         inbox_wake.clear()
@@ -69,7 +70,7 @@ def work_loop(
             if not (isinstance(err, spool.Busy) or database.transient(err)):
                 log.exception("the worker hit an error; it will try again")
             pause = min(max(pause * 2, 0.5), 30.0)
-            log.warning("the database is busy or full (%s); trying again in %.1f s", err, pause)
+            log.warning("the worker waits (%s); trying again in %.1f s", err, pause)
             outbox_wake.set()  # what was done before it is queued
             stopping.wait(pause)
             continue
