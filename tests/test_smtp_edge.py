@@ -90,3 +90,29 @@ def test_a_circle_created_after_start_is_accepted_at_once(edge) -> None:
     db.close()
     send(server.listen.port, draft(), mail_from="a@example.net", to=["prose@example.org"])
     assert spool_count(db_path) == 1
+
+
+def test_the_circle_directory_remembers_circles_not_addresses(db, db_path, clock) -> None:
+    """RCPT to poets+c-TOKEN@ (a new token each time) is answered from memory once Poets is
+    known; a circle created later, and a "-" circle's own rules, are still found exactly."""
+    from mailcircle.inbound.smtp import CircleDirectory
+
+    poets = circles.create(db, clock, "poets@example.org", "Poets")
+    dashes = circles.create(db, clock, "prose@example.org", "Prose")
+    dashes = circles.set_setting(db, dashes, "address_separator", "-")
+    directory = CircleDirectory(db_path)
+    asked: list[str] = []
+    directory._db.conn.set_trace_callback(asked.append)
+    assert directory.circle_id("poets+c-first@example.org") == poets.id
+    queries = len(asked)
+    assert queries > 0
+    for n in range(20):
+        assert directory.circle_id(f"Poets+c-{n}@Example.org") == poets.id
+    assert len(asked) == queries  # remembered: no query for each new token
+    assert directory.circle_id("poets-help@example.org") is None  # Poets' separator is "+"
+    assert directory.circle_id("prose-help@example.org") == dashes.id
+    assert directory.circle_id("prose+help@example.org") == dashes.id  # "+" always works
+    assert directory.circle_id("nobody@example.org") is None
+    later = circles.create(db, clock, "verse@example.org", "Verse")
+    assert directory.circle_id("verse+help@example.org") == later.id  # found afresh
+    directory.close()

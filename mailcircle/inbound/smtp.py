@@ -182,23 +182,29 @@ def _settle(future: asyncio.Future[list[int]], outcome: list[int] | Exception) -
 
 
 class CircleDirectory:
-    """Which addresses are circles', for RCPT. Known circles are remembered; an address
-    not remembered is looked up afresh, so a circle created a moment ago is found."""
+    """Which addresses are circles', for RCPT. Circles once found are remembered by their
+    own address, so poets+c-TOKEN@ (a new token each time) needs no query; an address whose
+    circle is not remembered is looked up afresh, so a circle created a moment ago is found."""
 
     def __init__(self, db_path: Path) -> None:
         self._db = database.connect(db_path)
-        self._known: dict[str, int] = {}
+        self._known: dict[str, tuple[int, str]] = {}  # circle address -> id, its separator
 
     def circle_id(self, address: str) -> int | None:
-        address = addresses.normalize(address)
-        if address not in self._known:
-            circle = circles.find(self._db, address)
-            if circle is None:
-                return None
-            if len(self._known) > 10_000:  # addresses with tokens are many; stay small
-                self._known.clear()
-            self._known[address] = circle.id
-        return self._known[address]
+        for base, separator in addresses.candidates(address):
+            if "+" in base.partition("@")[0]:
+                continue  # a circle's own address never holds a "+"
+            known = self._known.get(base)
+            if known is not None and separator in ("", "+", known[1]):
+                return known[0]
+            break  # the first that could be a circle is not known: ask the database
+        circle = circles.find(self._db, address)
+        if circle is None:
+            return None
+        if len(self._known) > 10_000:  # stay small, whatever is asked
+            self._known.clear()
+        self._known[circle.address] = (circle.id, circle.config.address_separator)
+        return circle.id
 
     def close(self) -> None:
         self._db.close()
