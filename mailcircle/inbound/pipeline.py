@@ -173,7 +173,7 @@ class Pipeline:
         )
         job.forget()
         if not self._queue(job, message, "processing_failed"):
-            return "; " + _silenced(job).lstrip("; ")
+            return _silenced(job) or "; its sender was answered for another copy of it"
         return f"; {job.answer_to} was told it is kept for a moderator"
 
     def unreadable(self, job: Job, refused: AttachmentRefused) -> Refuse:
