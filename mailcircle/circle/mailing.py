@@ -31,7 +31,7 @@ def queue_for_circle(
     except the moderators' own notices.
     """
     rcpt = outbox.recipient_of(message)
-    member = find(db, circle, rcpt)
+    member = find(db, circle, rcpt, include_left=True)  # one look-up serves both questions
     if member is not None and member.status == "bouncing" and purpose != "moderator_notice":
         return 0
     return outbox.queue(
@@ -40,6 +40,6 @@ def queue_for_circle(
         now=now,
         circle_id=circle.id,
         purpose=purpose,
-        mail_from=bounce_address(db, circle, rcpt),
+        mail_from=bounce_address(db, circle, rcpt, member=member),
         spool_id=spool_id,
     )

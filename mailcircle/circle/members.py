@@ -140,9 +140,12 @@ def moderators(db: Database, circle: Circle) -> list[Member]:
     ]
 
 
-def bounce_address(db: Database, circle: Circle, email: str) -> str:
-    """The envelope sender for mail to ``email``: VERP, so a bounce names its member."""
-    member = find(db, circle, email, include_left=True)
+def bounce_address(
+    db: Database, circle: Circle, email: str, *, member: Member | None = None
+) -> str:
+    """The envelope sender for mail to ``email``: VERP, so a bounce names its member
+    (``member``, when the caller has found them already, left or not)."""
+    member = member or find(db, circle, email, include_left=True)
     if member is None:
         return circle.action_address(addresses.BOUNCE)
     row = db.execute("SELECT bounce_token FROM members WHERE id = ?", [member.id]).fetchone()

@@ -14,6 +14,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from mailcircle.clock import iso
+from mailcircle.db import transaction
 from mailcircle.errors import MailcircleError, NotFound
 
 
@@ -115,24 +116,10 @@ def queue(
     spool_id: int | None = None,
 ) -> int:
     """Queue ``message`` to its To: address. Call inside the transaction making the change."""
-    cursor = db.execute(
-        "INSERT INTO outbox (circle_id, purpose, message_id, mail_from, rcpt_to, raw, status,"
-        " attempts, next_attempt_at, spool_id, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-        [
-            circle_id,
-            purpose,
-            message["Message-ID"],
-            mail_from,
-            recipient_of(message),
-            wire_bytes(message),
-            QUEUED,
-            iso(now),
-            spool_id,
-            iso(now),
-        ],
+    mail = prepare(
+        message, circle_id=circle_id, purpose=purpose, mail_from=mail_from, spool_id=spool_id
     )
-    return int(cursor.lastrowid or 0)
+    return int(db.execute(_INSERT, _row(mail, now)).lastrowid or 0)
 
 
 @dataclass(frozen=True)
@@ -172,25 +159,29 @@ def prepare(
 
 def queue_prepared(db: Database, mails: list[Prepared], *, now: datetime) -> None:
     """Queue many prepared mails at once. Call inside the transaction making the change."""
-    db.conn.executemany(
-        "INSERT INTO outbox (circle_id, purpose, message_id, mail_from, rcpt_to, raw, status,"
-        " attempts, next_attempt_at, spool_id, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-        (
-            (
-                m.circle_id,
-                m.purpose,
-                m.message_id,
-                m.mail_from,
-                m.rcpt_to,
-                m.raw,
-                QUEUED,
-                iso(now),
-                m.spool_id,
-                iso(now),
-            )
-            for m in mails
-        ),
+    with transaction(db):  # begins it, should the caller's put off its first write
+        db.conn.executemany(_INSERT, (_row(mail, now) for mail in mails))
+
+
+_INSERT = (
+    "INSERT INTO outbox (circle_id, purpose, message_id, mail_from, rcpt_to, raw, status,"
+    " attempts, next_attempt_at, spool_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"
+)
+
+
+def _row(mail: Prepared, now: datetime) -> tuple[object, ...]:
+    at = iso(now)
+    return (
+        mail.circle_id,
+        mail.purpose,
+        mail.message_id,
+        mail.mail_from,
+        mail.rcpt_to,
+        mail.raw,
+        QUEUED,
+        at,
+        mail.spool_id,
+        at,
     )
 
 
