@@ -283,11 +283,16 @@ def queued_mails(db, purpose: str | None = None) -> list[EmailMessage]:
     ]
 
 
-def process_mail(db, clock, worker, raw: bytes, to: str, mail_from: str = "x@example.net") -> str:
-    """Spool one mail as the SMTP edge would and run it through the worker: its outcome."""
+def spool_one(db, clock, raw: bytes, *, mail_from="ann@example.net", to="poets@example.org"):
+    """Spool one mail as the SMTP edge would: the spooled row, for the worker."""
     from mailcircle.inbound import spool
 
     [spool_id] = spool.store(
         db, clock, source="smtp", peer="", mail_from=mail_from, recipients=[(to, 1)], raw=raw
     )
-    return worker.process(spool.get(db, spool_id))
+    return spool.get(db, spool_id)
+
+
+def process_mail(db, clock, worker, raw: bytes, to: str, mail_from: str = "x@example.net") -> str:
+    """Spool one mail as the SMTP edge would and run it through the worker: its outcome."""
+    return worker.process(spool_one(db, clock, raw, mail_from=mail_from, to=to))

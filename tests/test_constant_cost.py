@@ -12,10 +12,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import MAILS, draft, queued_mails
+from conftest import MAILS, draft, queued_mails, spool_one
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_process import spool_one
 
 from mailcircle.circle import assignments, circles
 from mailcircle.clock import FakeClock, iso

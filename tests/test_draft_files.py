@@ -13,8 +13,7 @@ from pathlib import Path
 
 import docx
 import pytest
-from conftest import MAILS, CapturingRelay, Serve, draft, queued_mails, send
-from test_process import spool_one
+from conftest import MAILS, CapturingRelay, Serve, draft, queued_mails, send, spool_one
 
 from mailcircle import db as database
 from mailcircle.circle import assignments, circles, member_data, members, submissions

@@ -552,18 +552,23 @@ def test_a_subject_with_one_unknown_charset_part_keeps_the_others_readable() -> 
     assert parse(raw).subject == "Café and Straßenaïve"
 
 
-def test_the_worker_process_dies_with_serve(
-    tight: Serve, relay: CapturingRelay, smtp_port: int
-) -> None:
-    tight.start(smtp_port)
-    assert tight.proc is not None
+def spawned_children(serve: Serve) -> list[str]:
+    """The pids of the processes a started serve spawned (worker, scheduler, sender)."""
+    assert serve.proc is not None
     time.sleep(1)
-    children = subprocess.run(
-        ["pgrep", "-P", str(tight.proc.pid), "-f", "multiprocessing.spawn"],
+    return subprocess.run(
+        ["pgrep", "-P", str(serve.proc.pid), "-f", "multiprocessing.spawn"],
         capture_output=True,
         text=True,
         check=False,
     ).stdout.split()
+
+
+def test_the_worker_process_dies_with_serve(
+    tight: Serve, relay: CapturingRelay, smtp_port: int
+) -> None:
+    tight.start(smtp_port)
+    children = spawned_children(tight)
     assert len(children) == 3  # the worker, the scheduler and the sender
     tight.kill()
     deadline = time.monotonic() + 10
@@ -646,14 +651,7 @@ def test_a_worker_process_told_to_stop_alone_is_started_again(
     tight: Serve, relay: CapturingRelay, smtp_port: int
 ) -> None:
     tight.start(smtp_port)
-    assert tight.proc is not None
-    time.sleep(1)
-    children = subprocess.run(
-        ["pgrep", "-P", str(tight.proc.pid), "-f", "multiprocessing.spawn"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
+    children = spawned_children(tight)
     for pid in children:  # e.g. an operator's kill, or a stray signal
         os.kill(int(pid), 15)
     deadline = time.monotonic() + 15

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, corpus, draft, need_corpus, queued_mails
+from conftest import SHARED, corpus, draft, need_corpus, queued_mails, spool_one
 
 from mailcircle.circle.circles import Circle
 from mailcircle.inbound import spool
@@ -17,13 +17,6 @@ from mailcircle.inbound.process import Worker
 from mailcircle.outbound.compose import Composer, default_templates_dir
 
 CPYTHON_EMAIL_DATA = Path(email.__file__).parents[1] / "test" / "test_email" / "data"
-
-
-def spool_one(db, clock, raw: bytes, *, mail_from="ann@example.net", to="poets@example.org"):
-    [spool_id] = spool.store(
-        db, clock, source="smtp", peer="", mail_from=mail_from, recipients=[(to, 1)], raw=raw
-    )
-    return spool.get(db, spool_id)
 
 
 @pytest.fixture

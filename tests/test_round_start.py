@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import draft
-from test_process import spool_one
+from conftest import draft, spool_one
 
 from mailcircle import db as database
 from mailcircle.circle import assignments, members

@@ -8,7 +8,7 @@ import sqlite3
 import threading
 
 import pytest
-from conftest import draft, process_mail, queued_mails
+from conftest import draft, process_mail, queued_mails, spool_one
 
 from mailcircle import db as database
 from mailcircle.circle import assignments, members
@@ -64,19 +64,12 @@ def _while_locked(db_path, worker: Worker, spool_id: int, composer: Watching) ->
     return composed_while_locked, result[0]
 
 
-def _spool(db, clock, raw: bytes, to: str = CIRCLE, mail_from: str = "ann@example.net") -> int:
-    [spool_id] = spool.store(
-        db, clock, source="smtp", peer="", mail_from=mail_from, recipients=[(to, 1)], raw=raw
-    )
-    return spool_id
-
-
 def test_a_draft_is_read_and_its_acknowledgement_composed_while_the_edge_writes(
     db, db_path, clock, poets
 ) -> None:
     composer = Watching(clock, "submission_ack")
     worker = Worker(db, clock, composer)
-    spool_id = _spool(db, clock, draft())
+    spool_id = spool_one(db, clock, draft()).id
     composed_while_locked, status = _while_locked(db_path, worker, spool_id, composer)
     assert composed_while_locked  # the steps' reads and the composing took no lock
     assert status == "done"
@@ -104,7 +97,7 @@ def _critique_waiting(db, clock, poets, body: str) -> tuple[dict, str, int]:
         message_id=f"<critique-{row['id']}@example.net>",
         extra={"In-Reply-To": row["message_id"]},
     )
-    return row, reviewer, _spool(db, clock, reply, to=to, mail_from=reviewer)
+    return row, reviewer, spool_one(db, clock, reply, to=to, mail_from=reviewer).id
 
 
 def test_a_critique_is_trimmed_and_delivered_while_the_edge_writes(
