@@ -187,3 +187,30 @@ def test_a_plain_path_is_read_without_aiosmtpd_and_an_odd_one_with_it(edge, monk
     senders = [row[0] for row in db.execute("SELECT mail_from FROM spool ORDER BY id")]
     db.close()
     assert senders == ["ann.lee@example.net", '"ann lee"@example.net']
+
+
+def test_the_edge_runs_on_uvloop_where_it_is_installed(edge) -> None:
+    server, db_path = edge
+    assert type(server.controller.loop).__module__.startswith("uvloop")
+    send(server.listen.port, draft(), mail_from="ann@example.net", to=["poets@example.org"])
+    assert spool_count(db_path) == 1
+
+
+def test_without_uvloop_the_edge_runs_on_asyncio_and_takes_mail(tmp_path, monkeypatch) -> None:
+    import asyncio
+    import sys
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # `import uvloop` raises ImportError
+    db_path = tmp_path / "circle.db"
+    db = database.connect(db_path)
+    circles.create(db, FakeClock(), "poets@example.org", "Poets")
+    db.close()
+    listen = HostPort("127.0.0.1", free_port())
+    server = InboundServer(db_path, FakeClock(), listen, max_message_bytes=1_000_000)
+    server.start()
+    try:
+        assert isinstance(server.controller.loop, asyncio.BaseEventLoop)  # not uvloop.Loop
+        send(listen.port, draft(), mail_from="ann@example.net", to=["poets@example.org"])
+    finally:
+        server.stop()
+    assert spool_count(db_path) == 1
