@@ -348,32 +348,26 @@ def cpu_seconds(root: int) -> float:
     return total / TICK
 
 
-def peak_rss_mb(root: int) -> float:
-    peak = 0
+def tree_mb(root: int, file: str, field: str) -> float:
+    """A field counted in kB in /proc/PID/``file``, summed over ``root`` and its processes."""
+    total = 0
     for pid in process_tree(root):
         try:
-            with open(f"/proc/{pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmHWM:"):
-                        peak += int(line.split()[1])
+            with open(f"/proc/{pid}/{file}") as lines:
+                total += next((int(ln.split()[1]) for ln in lines if ln.startswith(field)), 0)
         except OSError:
             continue
-    return peak / 1024
+    return total / 1024
+
+
+def peak_rss_mb(root: int) -> float:
+    """The sum of each process's peak resident set (shared pages counted in each)."""
+    return tree_mb(root, "status", "VmHWM:")
 
 
 def pss_mb(root: int) -> float:
     """The proportional set size of ``root`` and its processes together, now."""
-    total = 0
-    for pid in process_tree(root):
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as rollup:
-                for line in rollup:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-                        break
-        except OSError:
-            continue
-    return total / 1024
+    return tree_mb(root, "smaps_rollup", "Pss:")
 
 
 class PeakPss:
