@@ -9,8 +9,10 @@ baseline taken in the same run (these machines are shared and noisy):
   only counts (same clients, same mails);
 - delivered rate: the mails the relay received per second, from the first mail sent to
   the last answer delivered, against the bare server's rate;
-- serve's CPU per mail (user + system of serve and any process it starts) and its peak
-  resident memory;
+- serve's CPU per mail (user + system of serve and any process it starts) and its memory:
+  the sum of each process's peak resident set (pages shared between them counted in
+  each), and the peak of their proportional set (PSS: each shared page counted once,
+  split between the processes sharing it), sampled through the run;
 - flat cost: the same on databases already holding many processed mails (30,000 and
   100,000 by default, seeded directly with SQL), for drafts and for critiques (replies to
   assignments carrying In-Reply-To and References, half of them to the circle's address
@@ -346,17 +348,47 @@ def cpu_seconds(root: int) -> float:
     return total / TICK
 
 
-def peak_rss_mb(root: int) -> float:
-    peak = 0
+def tree_mb(root: int, file: str, field: str) -> float:
+    """A field counted in kB in /proc/PID/``file``, summed over ``root`` and its processes."""
+    total = 0
     for pid in process_tree(root):
         try:
-            with open(f"/proc/{pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmHWM:"):
-                        peak += int(line.split()[1])
+            with open(f"/proc/{pid}/{file}") as lines:
+                total += next((int(ln.split()[1]) for ln in lines if ln.startswith(field)), 0)
         except OSError:
             continue
-    return peak / 1024
+    return total / 1024
+
+
+def peak_rss_mb(root: int) -> float:
+    """The sum of each process's peak resident set (shared pages counted in each)."""
+    return tree_mb(root, "status", "VmHWM:")
+
+
+def pss_mb(root: int) -> float:
+    """The proportional set size of ``root`` and its processes together, now."""
+    return tree_mb(root, "smaps_rollup", "Pss:")
+
+
+class PeakPss:
+    """Samples the process tree's PSS four times a second; ``peak`` is the highest seen."""
+
+    def __init__(self, root: int) -> None:
+        self.root, self.peak = root, 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, pss_mb(self.root))
+            if self._done.wait(0.25):
+                return
+
+    def stop(self) -> float:
+        self._done.set()
+        self._thread.join()
+        return self.peak
 
 
 def serve(folder: Path, db_path: Path, smtp_port: int, relay_port: int) -> subprocess.Popen:
@@ -431,6 +463,7 @@ def run_serve(
     try:
         time.sleep(1.0)  # the scheduler's first look, imports: settle before timing
         cpu_before = cpu_seconds(proc.pid)
+        pss = PeakPss(proc.pid)
         began = time.perf_counter()
         accepted, seconds = blast(smtp_port, mails, clients)
         expected = answers * accepted
@@ -438,6 +471,7 @@ def run_serve(
         finished = relay.last if relay.count else time.perf_counter()
         cpu = cpu_seconds(proc.pid) - cpu_before
         rss = peak_rss_mb(proc.pid)
+        peak_pss = pss.stop()
     finally:
         stop(proc)
         controller.stop()
@@ -448,6 +482,7 @@ def run_serve(
         "delivered": relay.count / max(finished - began, 1e-9),
         "cpu_ms": 1000 * cpu / max(accepted, 1),
         "rss": rss,
+        "pss": peak_pss,
     }
 
 
@@ -490,22 +525,28 @@ def main() -> None:
                 print(
                     f"  {kind:<9} at {size:>7,}: accept {median['accept']:5.0f}/s"
                     f" (bare {rows[-1][3]:5.0f}/s), delivered {median['delivered']:5.0f}/s,"
-                    f" CPU {median['cpu_ms']:5.1f} ms/mail, peak {median['rss']:4.0f} MB",
+                    f" CPU {median['cpu_ms']:5.1f} ms/mail, peak {median['rss']:4.0f} MB"
+                    f" (PSS {median['pss']:4.0f} MB)",
                     flush=True,
                 )
     print()
     print(
         f"{'mails':<10}{'processed':>10}{'accept/s':>9}{'bare/s':>8}{'ratio':>7}"
-        f"{'delivered/s':>12}{'d/bare':>7}{'CPU ms/mail':>12}{'vs fresh':>9}{'peak MB':>8}"
+        f"{'delivered/s':>12}{'d/bare':>7}{'CPU ms/mail':>12}{'vs fresh':>9}"
+        f"{'peak MB':>8}{'PSS MB':>7}"
     )
     fresh = {kind: m["cpu_ms"] for kind, size, m, _ in rows if size == sizes[0]}
     for kind, size, m, bare in rows:
         print(
             f"{kind:<10}{size:>10,}{m['accept']:>9.0f}{bare:>8.0f}{m['accept'] / bare:>7.2f}"
             f"{m['delivered']:>12.0f}{m['delivered'] / bare:>7.2f}{m['cpu_ms']:>12.1f}"
-            f"{m['cpu_ms'] / fresh[kind]:>9.2f}{m['rss']:>8.0f}"
+            f"{m['cpu_ms'] / fresh[kind]:>9.2f}{m['rss']:>8.0f}{m['pss']:>7.0f}"
         )
     print(f"(vs fresh: CPU per mail at that size / at {sizes[0]:,} processed; flat cost is ~1.0)")
+    print(
+        "(peak MB: the sum of each process's peak resident set; PSS MB: the peak of the"
+        " processes' proportional set together, shared pages counted once)"
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import multiprocessing
 import queue
+import re
 import socket
 import sqlite3
 import threading
@@ -333,6 +334,38 @@ def _peer_text(peer: Any) -> str:
     return str(peer or "")
 
 
+# A path as nearly every client writes it, <dot-atom@dot-atom> and then its parameters:
+# what EdgeSMTP reads without aiosmtpd's header parser.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_PATH = re.compile(
+    rf"<({_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*)>(?:[ \t]+(?![ \t(])([ -~\t]*))?[ \t]*\Z"
+)
+
+
+class EdgeSMTP(SMTP):
+    """aiosmtpd's SMTP, reading MAIL and RCPT paths faster.
+
+    aiosmtpd reads every path with the email package's full address parser, and defines
+    a class each time it does: about 45 µs a path, a tenth of the edge's time per mail.
+    A plain path is read here with one regex instead, to the very same result
+    (tests/test_smtp_edge.py compares the two on thousands of paths, odd ones included);
+    any other path (quoted, commented, routed, non-ASCII, <>) still goes to aiosmtpd.
+    """
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        plain = _PLAIN_PATH.match(arg)
+        if plain is None:
+            return super()._getaddr(arg)
+        address = plain.group(1)
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, plain.group(2) or ""
+
+
+class EdgeLMTP(EdgeSMTP, LMTP):
+    """aiosmtpd's LMTP with the same reading of paths."""
+
+
 class _EdgeController(Controller):
     def __init__(
         self, handler: SpoolHandler, listen: HostPort, server_class: type[SMTP], **kw: Any
@@ -342,6 +375,16 @@ class _EdgeController(Controller):
 
     def factory(self) -> SMTP:
         return self.server_class(self.handler, **self.SMTP_kwargs)
+
+
+def edge_loop() -> asyncio.AbstractEventLoop:
+    """The edge's event loop: uvloop's where it is installed (a fifth less CPU per accepted
+    mail than asyncio's own, measured with bench/inbound.py), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 class InboundServer:
@@ -374,16 +417,18 @@ class InboundServer:
         self.controller = _EdgeController(
             self.handler,
             listen,
-            LMTP if lmtp else SMTP,
+            EdgeLMTP if lmtp else EdgeSMTP,
             data_size_limit=max_message_bytes,
             # getfqdn() may wait on DNS; the host name is enough for a greeting.
             server_hostname=socket.gethostname(),
             ident="mailcircle",
+            loop=edge_loop(),
         )
 
     def start(self) -> None:
         self.controller.start()
-        log.info("%s listening on %s", self.protocol.upper(), self.listen)
+        loop = type(self.controller.loop).__module__.partition(".")[0]
+        log.info("%s listening on %s (%s event loop)", self.protocol.upper(), self.listen, loop)
 
     def stop(self) -> None:
         self.controller.stop()
