@@ -32,6 +32,7 @@ from mailcircle.setting import (
     NUMBER,
     TEXT,
     Setting,
+    closest,
     declare,
     declared,
     toml_file,
@@ -260,6 +261,9 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> S
 def _check_known(table: dict[str, Any], prefix: str, known: list[str]) -> None:
     for key in table:
         if key not in known:
+            guess = closest(key, known)
+            if guess:
+                raise ConfigError(f"unknown setting {prefix}{key}; did you mean {prefix}{guess}?")
             choices = ", ".join(sorted(prefix + k for k in known))
             raise ConfigError(f"unknown setting {prefix}{key} (known here: {choices})")
 
@@ -317,7 +321,10 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"settings file {file} is not valid TOML: {err}") from None
-    return from_dict(data, file.resolve().parent, source=file)
+    try:
+        return from_dict(data, file.resolve().parent, source=file)
+    except ConfigError as err:  # say which file: there may be more than one about
+        raise ConfigError(f"in {file}: {err}") from None
 
 
 def sample_file() -> str:

@@ -200,6 +200,7 @@ def test_circle_settings_are_set_checked_and_shown(run) -> None:
             "'Mars/Olympus' is not a time zone (try Europe/Paris or UTC)",
         ),
         (("remind_days", "9"), "remind_days must be fewer than critique_days"),
+        (("max_words", "-2"), "max_words must be at least 1, not -2"),  # a value, not an option
     ):
         result = run("circle", "set", "poets@example.org", *args)
         assert (result.exit_code, result.output) == (1, f"Error: {error}\n")

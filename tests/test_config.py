@@ -68,15 +68,17 @@ def test_relay_and_lmtp_are_read(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
+        ('[inbound]\nsmpt = "x"\n', "unknown setting inbound.smpt; did you mean inbound.smtp?"),
         (
-            '[inbound]\nsmpt = "x"\n',
-            "unknown setting inbound.smpt (known here: inbound.lmtp, "
+            '[inbound]\ncolour = "x"\n',
+            "unknown setting inbound.colour (known here: inbound.lmtp, "
             "inbound.max_message_bytes, inbound.max_recipients, "
             "inbound.sender_bytes_per_hour, inbound.smtp, inbound.trusted_authserv_ids)",
         ),
+        ('databse = "x.db"\n', "unknown setting databse; did you mean database?"),
         (
-            'databse = "x.db"\n',
-            "unknown setting databse (known here: database, imap, inbound, outbound, worker)",
+            'colour = "blue"\n',
+            "unknown setting colour (known here: database, imap, inbound, outbound, worker)",
         ),
         (
             '[inbound]\nsmtp = "localhost"\n',
@@ -112,7 +114,7 @@ def test_a_bad_setting_is_one_sentence_naming_the_key(
 ) -> None:
     with pytest.raises(ConfigError) as err:
         load_text(tmp_path, text)
-    assert str(err.value) == message
+    assert str(err.value) == f"in {tmp_path / 'mailcircle.toml'}: {message}"  # which file, too
 
 
 def test_serve_stops_at_start_up_on_a_bad_setting(tmp_path: Path) -> None:
@@ -121,7 +123,8 @@ def test_serve_stops_at_start_up_on_a_bad_setting(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--config", str(path), "serve"])
     assert result.exit_code == 1
     assert result.output == (
-        'Error: setting outbound.relay must be a string like "127.0.0.1:8025", not 25\n'
+        f'Error: in {path}: setting outbound.relay must be a string like "127.0.0.1:8025",'
+        " not 25\n"
     )
 
 

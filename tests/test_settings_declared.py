@@ -135,7 +135,7 @@ def test_a_bad_value_says_the_key_and_what_it_expects(
 ) -> None:
     with pytest.raises(ConfigError) as err:
         load(tmp_path, text)
-    assert str(err.value) == message
+    assert str(err.value) == f"in {tmp_path / 'mailcircle.toml'}: {message}"  # which file, too
 
 
 def test_values_are_read_by_their_declared_kind(tmp_path: Path) -> None:

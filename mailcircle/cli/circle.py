@@ -38,7 +38,8 @@ def circle_list(state: _State) -> None:
     )
 
 
-@circle.command("set")
+# A VALUE such as -2 is a value to check, not an option to refuse.
+@circle.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("circle_address", metavar="CIRCLE")
 @click.argument("key")
 @click.argument("value")

@@ -81,7 +81,16 @@ def inbox_show(state: _State, spool_id: int, raw: bool) -> None:
 @click.argument("spool_id", metavar="ID", type=int)
 @pass_state
 def inbox_retry(state: _State, spool_id: int) -> None:
-    """Process a failed, held or unhandled mail again (the running service picks it up)."""
+    """Process inbound mail ID again: the running service picks it up at once.
+
+    \b
+    ID is the number `mailcircle inbox list` shows. Retry a mail that failed (after
+    fixing what its error names), or one refused, ignored, unhandled or set aside as a
+    duplicate that should act after all. A held mail is checked again like a new one (its
+    sender may be asked again to confirm); to act on it as if its sender had confirmed it,
+    use `mailcircle inbox release ID`. A mail already done is not retried (it would act
+    twice), nor one still waiting.
+    """
     mail = spool.retry(state.db, spool_id)
     click.echo(f"Inbound #{mail.id} is queued to be processed again.")
 
