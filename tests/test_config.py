@@ -123,8 +123,7 @@ def test_serve_stops_at_start_up_on_a_bad_setting(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--config", str(path), "serve"])
     assert result.exit_code == 1
     assert result.output == (
-        f'Error: in {path}: setting outbound.relay must be a string like "127.0.0.1:8025",'
-        " not 25\n"
+        f'Error: in {path}: setting outbound.relay must be a string like "127.0.0.1:8025", not 25\n'
     )
 
 
