@@ -211,21 +211,18 @@ class Setting:
 
     def take(self, raw: Any) -> Any:
         """A value as the settings file gives it, checked."""
-        try:
-            value = self.kind.take(raw)
-        except Wrong as wrong:
-            raise ConfigError(
-                f"{self.label} must be {wrong.expected or self.expected}, not {raw!r}"
-            ) from None
-        return self._rules(value)
+        return self._checked(self.kind.take, raw)
 
     def parse(self, text: str) -> Any:
         """A value typed on the command line, checked."""
+        return self._checked(self.kind.parse, text)
+
+    def _checked(self, read: Callable[[Any], Any], given: Any) -> Any:
         try:
-            value = self.kind.parse(text)
+            value = read(given)
         except Wrong as wrong:
             raise ConfigError(
-                f"{self.label} must be {wrong.expected or self.expected}, not {text!r}"
+                f"{self.label} must be {wrong.expected or self.expected}, not {given!r}"
             ) from None
         return self._rules(value)
 
