@@ -187,6 +187,13 @@ def test_a_plain_path_is_read_without_aiosmtpd_and_an_odd_one_with_it(edge, monk
     senders = [row[0] for row in db.execute("SELECT mail_from FROM spool ORDER BY id")]
     db.close()
     assert senders == ["ann.lee@example.net", '"ann lee"@example.net']
+    # A malformed path is not plain either: aiosmtpd refuses it, and nothing is stored.
+    with smtplib.SMTP("127.0.0.1", server.listen.port, timeout=15) as client:
+        client.ehlo()
+        code, reply = client.docmd("MAIL FROM:<ann@example.>")
+        assert code == 553 and b"malformed address" in reply.lower()
+    assert read_by_aiosmtpd[-1] == "<ann@example.>"
+    assert spool_count(db_path) == 2
 
 
 def test_the_edge_runs_on_uvloop_where_it_is_installed(edge) -> None:
